@@ -1,0 +1,284 @@
+"""
+MNIST-format data loading and validation.
+
+Every loader returns ((train_x, train_y), (test_x, test_y)) with x float64 of
+shape (N, 784) in [0, 1] (uint8 / 255) and y int64 of shape (N,) in 0..9.
+"""
+
+import gzip
+import os
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "MnistNotFound",
+    "MnistFormatError",
+    "load_mnist",
+    "load_fashion_mnist",
+    "load_idx_dir",
+    "read_idx",
+    "load_npz",
+    "load_digits_demo",
+    "validate_data",
+    "describe",
+]
+
+IMAGES_MAGIC = 0x00000803  # uint8, 3 dims (N, 28, 28)
+LABELS_MAGIC = 0x00000801  # uint8, 1 dim (N,)
+FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # apt-get install dataset-fashion-mnist
+MNIST_HOWTO = ("Supply the data: set DREAMFLOW_MNIST=/dir/with/the/four/idx/files (e.g. ../shared/data/mnist), "
+               "or pass load_mnist(path=...) a directory of the four IDX files (.gz or raw), "
+               "a directory holding mnist.npz, or an .npz file (keys x_train, y_train, x_test, y_test).")
+FASHION_HOWTO = ("Supply it: `apt-get install dataset-fashion-mnist`, or set "
+                 "DREAMFLOW_FASHION_MNIST=/dir/with/the/four/idx/files, or pass load_fashion_mnist(path=...).")
+
+
+class MnistNotFound(FileNotFoundError):
+    """The data set (or a file of it) could not be found."""
+
+
+class MnistFormatError(ValueError):
+    """A data file exists but is malformed (bad header, size, labels, gzip, ...)."""
+
+# -----------------------------------------------------------------------------
+# IDX files
+
+def read_idx(path, magic):
+    """Read one IDX file (gzipped or raw) fully into memory and check it; returns a uint8 array."""
+    path = Path(path)
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise MnistFormatError(f"{path}: corrupt gzip ({e})") from None
+    if len(data) < 4:
+        raise MnistFormatError(f"{path}: file too short for an IDX header ({len(data)} bytes)")
+    got = int.from_bytes(data[:4], "big")
+    if got != magic:
+        raise MnistFormatError(f"{path}: bad magic number 0x{got:08x}, expected 0x{magic:08x}")
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise MnistFormatError(f"{path}: truncated header ({len(data)} bytes, need {header})")
+    dims = tuple(int(d) for d in np.frombuffer(data, ">i4", count=ndim, offset=4))
+    if magic == IMAGES_MAGIC and dims[1:] != (28, 28):
+        raise MnistFormatError(f"{path}: images are {dims[1]}x{dims[2]}, expected 28x28")
+    expected = header + int(np.prod(dims))
+    if len(data) < expected:
+        raise MnistFormatError(f"{path}: truncated, header declares {dims} = {expected} bytes, file has {len(data)}")
+    if len(data) > expected:
+        raise MnistFormatError(f"{path}: {len(data) - expected} trailing bytes after the declared {dims}")
+    arr = np.frombuffer(data, np.uint8, offset=header).reshape(dims)
+    if magic == LABELS_MAGIC and arr.size and arr.max() > 9:
+        raise MnistFormatError(f"{path}: label {arr.max()} out of range 0..9")
+    return arr
+
+
+def _find_idx(directory, prefix, kind):
+    """Path of e.g. train-images-idx3-ubyte[.gz] (or the train-images.idx3-ubyte variant), or None."""
+    idx = "idx3" if kind == "images" else "idx1"
+    for sep in "-.":
+        for ext in (".gz", ""):
+            p = directory / f"{prefix}-{kind}{sep}{idx}-ubyte{ext}"
+            if p.is_file():
+                return p
+    return None
+
+
+def load_idx_dir(directory, prefix_train="train", prefix_test="t10k"):
+    """Load the four IDX files (train/test images/labels) from a directory."""
+    directory = Path(directory).expanduser()
+    if not directory.exists():
+        raise MnistNotFound(f"{directory} does not exist")
+    if not directory.is_dir():
+        raise MnistNotFound(f"{directory} is not a directory")
+    splits = []
+    for prefix in (prefix_train, prefix_test):
+        ipath, lpath = _find_idx(directory, prefix, "images"), _find_idx(directory, prefix, "labels")
+        for p, kind, idx in ((ipath, "images", "idx3"), (lpath, "labels", "idx1")):
+            if p is None:
+                raise MnistNotFound(f"{directory}: missing {prefix}-{kind}-{idx}-ubyte[.gz]")
+        images, labels = read_idx(ipath, IMAGES_MAGIC), read_idx(lpath, LABELS_MAGIC)
+        if len(images) != len(labels):
+            raise MnistFormatError(f"{ipath} has {len(images)} images but {lpath} has {len(labels)} labels")
+        splits.append(_to_float(images, labels))
+    return tuple(splits)
+
+# -----------------------------------------------------------------------------
+# Keras-format npz
+
+def _check_uint8_arrays(x_train, y_train, x_test, y_test, where):
+    """Check raw (N, 28, 28) images in 0..255 and labels in 0..9; returns the float/int splits."""
+    splits = []
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise MnistFormatError(f"{where}: x_{split} has shape {x.shape}, expected (N, 28, 28)")
+        if y.ndim != 1 or len(y) != len(x):
+            raise MnistFormatError(f"{where}: y_{split} has shape {y.shape}, expected ({len(x)},)")
+        for name, a, hi in ((f"x_{split}", x, 255), (f"y_{split}", y, 9)):
+            if not np.issubdtype(a.dtype, np.integer):
+                raise MnistFormatError(f"{where}: {name} has dtype {a.dtype}, expected integers")
+            if a.size and (a.min() < 0 or a.max() > hi):
+                raise MnistFormatError(f"{where}: {name} values outside 0..{hi} ({a.min()}..{a.max()})")
+        splits.append(_to_float(x, y))
+    return tuple(splits)
+
+
+def load_npz(path):
+    """Load a Keras-format mnist.npz (keys x_train, y_train, x_test, y_test)."""
+    path = Path(path)
+    keys = ("x_train", "y_train", "x_test", "y_test")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise MnistFormatError(f"{path}: missing keys {missing} (has {f.files})")
+            arrays = [f[k] for k in keys]
+    except MnistFormatError:
+        raise
+    except Exception as e:  # BadZipFile, ValueError, OSError, EOFError...
+        raise MnistFormatError(f"{path}: unreadable npz ({type(e).__name__}: {e})") from None
+    return _check_uint8_arrays(*arrays, where=path)
+
+# -----------------------------------------------------------------------------
+# loaders
+
+def _to_float(images, labels):
+    return images.reshape(len(images), 784).astype(np.float64) / 255.0, labels.astype(np.int64)
+
+
+def _load_path(path, what, howto, npz_name):
+    """Load from an explicit location: IDX directory, directory holding npz_name, or an .npz file."""
+    p = Path(path).expanduser()
+    try:
+        if p.is_file() and p.suffix == ".npz":
+            return load_npz(p)
+        if p.is_dir() and _find_idx(p, "train", "images") is None and (p / npz_name).is_file():
+            return load_npz(p / npz_name)
+        if p.is_file():
+            raise MnistNotFound(f"{p} is neither a directory nor an .npz file")
+        return load_idx_dir(p)
+    except MnistNotFound as e:
+        raise MnistNotFound(f"{what}: {e}.\n{howto}") from None
+
+
+def _keras_cache():
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets" / "mnist.npz"
+
+
+def _keras_download():
+    """Keras' own MNIST download (needs network); imported lazily."""
+    from tensorflow.keras.datasets import mnist
+    return mnist.load_data()
+
+
+def load_mnist(path=None):
+    """
+    Load MNIST from, in order: `path`, $DREAMFLOW_MNIST, Keras' cache
+    ($KERAS_HOME or ~/.keras)/datasets/mnist.npz, Keras' download.
+    An explicit path or env var that does not work is an error, not a fallthrough.
+    """
+    if path is not None:
+        return _load_path(path, f"path={str(path)!r}", MNIST_HOWTO, "mnist.npz")
+    env = os.environ.get("DREAMFLOW_MNIST")
+    if env:
+        return _load_path(env, f"DREAMFLOW_MNIST={env}", MNIST_HOWTO, "mnist.npz")
+    cache = _keras_cache()
+    if cache.is_file():
+        return load_npz(cache)
+    try:
+        (xtr, ytr), (xte, yte) = _keras_download()
+    except Exception as e:  # no network, no tensorflow, ...
+        reason = f"{type(e).__name__}: {e}"[:200]
+    else:
+        return _check_uint8_arrays(xtr, ytr, xte, yte, where="keras download")
+    raise MnistNotFound(
+        "MNIST not found. Looked in:\n"
+        "  - path argument (not given)\n"
+        "  - $DREAMFLOW_MNIST (not set)\n"
+        f"  - Keras cache {cache} (missing)\n"
+        f"  - Keras download (failed: {reason})\n" + MNIST_HOWTO
+    ) from None
+
+
+def load_fashion_mnist(path=None):
+    """Load Fashion-MNIST from `path`, $DREAMFLOW_FASHION_MNIST, or the Debian dataset-fashion-mnist package."""
+    if path is not None:
+        return _load_path(path, f"path={str(path)!r}", FASHION_HOWTO, "fashion-mnist.npz")
+    env = os.environ.get("DREAMFLOW_FASHION_MNIST")
+    if env:
+        return _load_path(env, f"DREAMFLOW_FASHION_MNIST={env}", FASHION_HOWTO, "fashion-mnist.npz")
+    if FASHION_DEBIAN_DIR.is_dir():
+        return load_idx_dir(FASHION_DEBIAN_DIR)
+    raise MnistNotFound(
+        "Fashion-MNIST not found. Looked in: path argument (not given), $DREAMFLOW_FASHION_MNIST (not set), "
+        f"{FASHION_DEBIAN_DIR} (missing).\n" + FASHION_HOWTO
+    )
+
+
+def load_digits_demo():
+    """scikit-learn's bundled 8x8 digits, upsampled to 28x28; train = first 1500, test = the rest 297."""
+    from sklearn.datasets import load_digits
+    warnings.warn(
+        "DEMO DATA: sklearn 8x8 digits upsampled to 28x28 (1500 train / 297 test). "
+        "Results on it are NOT comparable to the log's MNIST numbers.", UserWarning, stacklevel=2)
+    digits = load_digits()
+    img = np.kron(digits.images, np.ones((1, 3, 3)))             # (N, 24, 24)
+    img = np.pad(img, ((0, 0), (2, 2), (2, 2))) / 16.0           # (N, 28, 28) in [0, 1]
+    x, y = img.reshape(len(img), 784).astype(np.float64), digits.target.astype(np.int64)
+    return (x[:1500], y[:1500]), (x[1500:], y[1500:])
+
+# -----------------------------------------------------------------------------
+# validation
+
+def validate_data(data):
+    """Check ((train_x, train_y), (test_x, test_y)); returns it with float64 (N, 784) x and int64 y."""
+    try:
+        (train_x, train_y), (test_x, test_y) = data
+    except (TypeError, ValueError):
+        raise ValueError("data must be ((train_x, train_y), (test_x, test_y))") from None
+    out = []
+    for split, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
+        xn, yn = f"{split}_x", f"{split}_y"
+        x, y = np.asarray(x), np.asarray(y)
+        if x.ndim == 3 and x.shape[1:] == (28, 28):
+            x = x.reshape(len(x), 784)
+        if x.ndim != 2 or x.shape[1] != 784:
+            raise ValueError(f"{xn} has shape {x.shape}, expected (N, 784) or (N, 28, 28)")
+        if len(x) == 0:
+            raise ValueError(f"{xn} is empty")
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise ValueError(f"{xn} has non-numeric dtype {x.dtype}")
+        x = x.astype(np.float64)
+        if np.isnan(x).any():
+            raise ValueError(f"{xn} contains NaN")
+        if np.isinf(x).any():
+            raise ValueError(f"{xn} contains inf")
+        if x.min() < 0 or x.max() > 1:
+            raise ValueError(f"{xn} values outside [0, 1] (min {x.min():g}, max {x.max():g}); scale by 1/255?")
+        if y.ndim != 1:
+            raise ValueError(f"{yn} has shape {y.shape}, expected 1-D")
+        if len(y) != len(x):
+            raise ValueError(f"{yn} has length {len(y)} but {xn} has {len(x)} rows")
+        if not np.issubdtype(y.dtype, np.number):
+            raise ValueError(f"{yn} has non-numeric dtype {y.dtype}")
+        if not (np.isfinite(y).all() and (y == np.round(y)).all()):
+            raise ValueError(f"{yn} is not integer-valued")
+        if y.min() < 0 or y.max() > 9:
+            raise ValueError(f"{yn} labels outside 0..9 (min {y.min()}, max {y.max()})")
+        out.append((x, y.astype(np.int64)))
+    return tuple(out)
+
+
+def describe(data):
+    """One-line summary: split sizes and label histograms."""
+    parts = []
+    for split, (x, y) in zip(("train", "test"), data):
+        hist = np.bincount(np.asarray(y, dtype=np.int64), minlength=10)
+        parts.append(f"{split} {x.shape[0]}x{x.shape[1]} labels {hist.tolist()}")
+    return "; ".join(parts)

@@ -1,0 +1,110 @@
+"""The numpy engine against the literal reference (the test oracle)."""
+import numpy as np
+import pytest
+
+from dreamflow_utils import Config, init_weights
+from dreamflow_utils.engines import make_engine
+from dreamflow_utils.layouts import patch_indices
+from helpers import synthetic_data
+
+DATA = synthetic_data(n_train=1200, n_test=300)
+
+
+def run_both(config, weights=None, n=None):
+    (x, y), (tx, ty) = DATA
+    weights = weights if weights is not None else init_weights(config)
+    engines = [make_engine(config.replace(engine=e), weights) for e in ("reference", "numpy")]
+    for e in engines:
+        e.train_batches(x[:n], y[:n])
+    return engines, tx
+
+
+@pytest.mark.parametrize("layout", ["block", "overlap"])
+@pytest.mark.parametrize("wta", ["log", "cluster"])
+@pytest.mark.parametrize("C_s,N2,B", [(3, 7, 20), (10, 30, 10), (12, 50, 24)])
+def test_numpy_matches_reference(layout, wta, C_s, N2, B):
+    config = Config(layout=layout, wta=wta, C_s=C_s, N2=N2, B=B, T_s=1200, seed=C_s)
+    (ref, fast), tx = run_both(config, n=max(50, 1200 // B) * B)
+    for a, b in zip(ref.weights(), fast.weights()):
+        assert np.max(np.abs(a - b)) <= 1e-9
+    np.testing.assert_array_equal(ref.predict(tx), fast.predict(tx))
+
+
+@pytest.mark.parametrize("layout", ["block", "overlap"])
+def test_negative_weights_follow_the_logs_argmax(layout):
+    """Clusters whose outputs are all negative: the log's full-row argmax lands on a
+    masked zero (unit 0, or unit C_s for cluster 0); both engines must agree."""
+    config = Config(layout=layout, C_s=4, N2=9, B=10, T_s=1200, seed=5)
+    w = init_weights(config)
+    w.w1[w.w1 > 0] -= 0.6  # many patches now sum to negative outputs
+    (ref, fast), tx = run_both(config, w, n=600)
+    for a, b in zip(ref.weights(), fast.weights()):
+        assert np.max(np.abs(a - b)) <= 1e-9
+    np.testing.assert_array_equal(ref.predict(tx), fast.predict(tx))
+
+
+def test_quirk_switches_on_unit_0_for_a_blank_patch():
+    """Ink in patches 0 and 4 only; cluster 0's winner is unit 1. The log's argmax makes
+    the 7 blank clusters switch on unit 0 as well; wta="cluster" does not."""
+    config = Config(layout="block", C_s=5, N2=4, B=1, T_s=1)
+    w = init_weights(config)
+    w.w1[:, 1] *= 10
+    idx = patch_indices("block")
+    x = np.zeros((1, 784))
+    x[0, idx[0]] = x[0, idx[4]] = 1.0
+    centre = 20 + np.argmax(x @ w.w1[:, 20:25])
+    for wta, expected in (("log", {0, 1, centre}), ("cluster", {1, centre})):
+        ref = make_engine(config.replace(engine="reference", wta=wta), w)
+        assert set(np.flatnonzero(ref._layer1(x)[0])) == expected
+        _, unit, val = make_engine(config.replace(wta=wta), w)._layer1(x)
+        assert set(unit[val != 0]) == expected
+
+
+@pytest.mark.parametrize("engine", ["reference", "numpy"])
+def test_same_seed_same_weights(engine):
+    config = Config(layout="overlap", C_s=4, N2=10, B=20, T_s=600, engine=engine, seed=7)
+    (x, y), _ = DATA
+    out = []
+    for _ in range(2):
+        e = make_engine(config, init_weights(config))
+        e.train_batches(x[:600], y[:600])
+        out.append(e.weights())
+    for a, b in zip(*out):
+        assert np.array_equal(a, b)
+    other = init_weights(config.replace(seed=8))
+    assert not np.array_equal(init_weights(config).w2, other.w2)
+
+
+@pytest.mark.parametrize("layout", ["block", "overlap"])
+def test_weights_stay_inside_their_patch(layout):
+    config = Config(layout=layout, C_s=6, N2=10, B=20, T_s=1200)
+    (x, y), _ = DATA
+    e = make_engine(config, init_weights(config))
+    e.train_batches(x, y)
+    w1 = e.weights().w1
+    idx = patch_indices(layout)
+    for u in range(config.N1):
+        inside = np.zeros(784, bool)
+        inside[idx[u // config.C_s]] = True
+        assert np.all(w1[~inside, u] == 0) and np.all(w1[inside, u] != 0)
+
+
+def test_init_follows_the_logs_loops():
+    """Cluster order: x outer, y inner (down the columns of the 3x3 grid), then the offset 2x2."""
+    config = Config(layout="overlap", C_s=2, N2=3)
+    w1 = init_weights(config).w1.reshape(28, 28, -1)
+    for u, (r, c) in enumerate([(0, 0), (9, 0), (18, 0), (0, 9), (9, 9), (18, 9), (0, 18), (9, 18),
+                                (18, 18), (4, 4), (13, 4), (4, 13), (13, 13)]):
+        for unit in (2 * u, 2 * u + 1):
+            rows, cols = np.nonzero(w1[:, :, unit])
+            assert (rows.min(), cols.min(), rows.max(), cols.max()) == (r, c, r + 8, c + 8)
+    rng = np.random.default_rng(0)
+    assert np.array_equal(w1[0:9, 0:9, 0], rng.uniform(0, 1, (9, 9)))
+
+
+def test_numpy_engine_rejects_weights_outside_patches():
+    config = Config(layout="block", C_s=2, N2=3)
+    w = init_weights(config)
+    w.w1[783, 0] = 0.5
+    with pytest.raises(ValueError, match="outside"):
+        make_engine(config, w)

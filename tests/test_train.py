@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+import pytest
+
+from dreamflow_utils import Config, init_weights, load_weights, train
+from dreamflow_utils.engines import make_engine
+from helpers import synthetic_data
+
+DATA = synthetic_data()
+SMALL = dict(layout="block", C_s=4, N2=12, B=20, T_s=400, Nep=3, seed=1)
+
+
+def test_train_contract_and_callback():
+    seen = []
+    r = train(Config(**SMALL), DATA, callback=lambda e, w, a: seen.append((e, w.w1.shape, a)))
+    assert [s[0] for s in seen] == [1, 2, 3] and seen[0][1] == (784, 36)
+    assert r.epoch_accuracies == [s[2] for s in seen]
+    assert r.test_accuracy == r.epoch_accuracies[-1] and 0 <= r.test_accuracy <= 1
+    assert len(r.epoch_seconds) == 3 and r.seconds > 0
+    assert r.predictions.shape == (200,)
+    rec = json.loads(json.dumps(r.record()))
+    assert rec["seed"] == 1 and rec["config"]["C_s"] == 4 and "numpy" in rec["versions"]
+
+
+def test_train_matches_engine_in_log_order():
+    """train() runs T_s // B batches per epoch over the first T_s samples, unshuffled."""
+    config = Config(**SMALL)
+    r = train(config, DATA)
+    (x, y), (tx, ty) = DATA
+    e = make_engine(config, init_weights(config))
+    for _ in range(config.Nep):
+        e.train_batches(x[:400], y[:400])
+    for a, b in zip(r.weights, e.weights()):
+        assert np.array_equal(a, b)
+    assert r.test_accuracy == np.mean(e.predict(tx) == ty)
+
+
+def test_same_seed_is_repeatable():
+    a, b = train(Config(**SMALL), DATA), train(Config(**SMALL), DATA)
+    assert all(np.array_equal(p, q) for p, q in zip(a.weights, b.weights))
+    assert a.epoch_accuracies == b.epoch_accuracies
+
+
+def test_weights_round_trip(tmp_path):
+    r = train(Config(**SMALL, ), DATA)
+    path = r.save_weights(tmp_path / "w.npz")
+    w, config = load_weights(path)
+    assert config == r.config and all(np.array_equal(p, q) for p, q in zip(w, r.weights))
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_progress_bar_runs(capsys):
+    r = train(Config(**SMALL), DATA, progress=True)
+    assert r.test_accuracy == train(Config(**SMALL), DATA).test_accuracy
+
+
+def test_t_s_larger_than_data():
+    with pytest.raises(ValueError, match="T_s"):
+        train(Config(**{**SMALL, "T_s": 10_000}), DATA)
+
+
+@pytest.mark.parametrize("spoil,match", [
+    (lambda x: x.__setitem__((0, 0), np.nan), "NaN"),
+    (lambda x: x.__setitem__((0, 0), np.inf), "inf"),
+    (lambda x: x.__setitem__((0, 0), 2.0), "train_x"),
+])
+def test_bad_inputs_are_refused(spoil, match):
+    (x, y), test = DATA
+    x = x.copy()
+    spoil(x)
+    with pytest.raises(ValueError, match=match):
+        train(Config(**SMALL), ((x, y), test))
