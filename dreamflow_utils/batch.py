@@ -155,12 +155,12 @@ def execute(run, runs_dir="runs", kernel_name=None, cwd=None, declared=None):
     rid = run.run_id
     out, result_path = folder / f"{rid}.ipynb", (folder / f"{rid}.result.json").resolve()
     tmp_out = folder / f".{rid}.partial.ipynb"
-    result_path.unlink(missing_ok=True)  # never pick up a stale result
+    for stale in (tmp_out, result_path):  # left by an interrupted attempt
+        stale.unlink(missing_ok=True)
     declared = pm.inspect_notebook(str(run.notebook)) if declared is None else declared
     params = {**run.params, **({"record_path": str(result_path)} if "record_path" in declared else {})}
     record = dict(notebook=str(run.notebook), run_id=rid, params=run.params, seed=run.seed,
-                  status="ok", error=None, wall_seconds=None, started=_now(), finished=None,
-                  output_notebook=str(out))
+                  status="ok", error=None, wall_seconds=None, started=_now(), finished=None, output_notebook=None)
     result, t0 = {}, time.time()
     try:
         # kernel cwd goes via nbclient's resources: papermill's own `cwd` does a process-wide
@@ -178,7 +178,8 @@ def execute(run, runs_dir="runs", kernel_name=None, cwd=None, declared=None):
         record.update(status="failed", error=_describe(e))
     if tmp_out.exists():
         _fsync_replace(tmp_out, out)
-    record.update(wall_seconds=round(time.time() - t0, 3), finished=_now())
+    record.update(wall_seconds=round(time.time() - t0, 3), finished=_now(),
+                  output_notebook=str(out) if out.exists() else None)
     record |= {k: v for k, v in result.items() if k not in record}
     _atomic_write(folder / f"{rid}.json", json.dumps(record, indent=2, default=str))
     result_path.unlink(missing_ok=True)  # its content now lives in the record

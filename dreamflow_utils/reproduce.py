@@ -1,0 +1,109 @@
+"""Reproduce the log: its four experiments x several seeds on MNIST.
+
+`python -m dreamflow_utils.reproduce --seeds 0-4 --jobs 2` writes results/reproduction.csv
+(one row per run: config, seed, per-epoch accuracy, seconds, versions; rows already there
+are kept and not rerun) and results/reproduction.md (the log's number beside mean ± sd).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import statistics
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from .data import load_mnist
+from .experiments import LOG_EXPERIMENTS
+from .train import train
+
+FIELDS = ["experiment", "seed", "test_accuracy", "epoch_accuracies", "seconds", "config", "versions", "started"]
+
+
+def run_one(name, seed, data_path=None) -> dict:
+    config = LOG_EXPERIMENTS[name][0].replace(seed=seed)
+    r = train(config, load_mnist(data_path)).record()
+    return {"experiment": name, "seed": seed, "test_accuracy": r["test_accuracy"],
+            "epoch_accuracies": ";".join(f"{a:.4f}" for a in r["epoch_accuracies"]),
+            "seconds": round(r["seconds"], 2), "config": json.dumps(r["config"]),
+            "versions": json.dumps(r["versions"]), "started": r["started"]}
+
+
+def read_rows(path) -> list[dict]:
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(path, rows):
+    """Rewrite the CSV atomically, rows sorted by experiment and seed."""
+    rows = sorted(rows, key=lambda r: (list(LOG_EXPERIMENTS).index(r["experiment"]), int(r["seed"])))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, FIELDS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, suffix=".csv.tmp")
+    with os.fdopen(fd, "w", newline="") as f:
+        f.write(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def summary_table(rows) -> str:
+    """Markdown: the log's accuracy beside this repo's mean ± sd over seeds, and times."""
+    out = ["| experiment | log | this repo: mean ± sd (n) | difference | seconds per run (log: 10 epochs) |",
+           "|---|---:|---:|---:|---:|"]
+    for name, (_, log_acc, log_epoch_s) in LOG_EXPERIMENTS.items():
+        acc = [100 * float(r["test_accuracy"]) for r in rows if r["experiment"] == name]
+        secs = [float(r["seconds"]) for r in rows if r["experiment"] == name]
+        if not acc:
+            continue
+        sd = statistics.stdev(acc) if len(acc) > 1 else float("nan")
+        mean = statistics.mean(acc)
+        out.append(f"| {name} | {100 * log_acc:.2f}% | {mean:.2f}% ± {sd:.2f} ({len(acc)}) | "
+                   f"{mean - 100 * log_acc:+.2f} | {statistics.mean(secs):.1f} s ({10 * log_epoch_s} s) |")
+    return "\n".join(out)
+
+
+def parse_seeds(text: str) -> list[int]:
+    if "-" in text:
+        lo, hi = map(int, text.split("-"))
+        return list(range(lo, hi + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,3,7")
+    p.add_argument("--experiments", default=",".join(LOG_EXPERIMENTS), help="comma-separated names")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--data", default=None, help="MNIST location (default: DREAMFLOW_MNIST / Keras)")
+    p.add_argument("--csv", default="results/reproduction.csv")
+    args = p.parse_args(argv)
+    names = args.experiments.split(",")
+    unknown = set(names) - set(LOG_EXPERIMENTS)
+    if unknown:
+        p.error(f"unknown experiment(s) {sorted(unknown)}; known: {', '.join(LOG_EXPERIMENTS)}")
+    load_mnist(args.data)  # fail early, with the loader's how-to message, if MNIST is missing
+    rows = read_rows(args.csv)
+    done = {(r["experiment"], int(r["seed"])) for r in rows}
+    todo = [(n, s) for n in names for s in parse_seeds(args.seeds) if (n, s) not in done]
+    print(f"{len(todo)} runs to do, {len(done)} already in {args.csv}")
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_one, n, s, args.data) for n, s in todo]
+        for fut in as_completed(futures):
+            row = fut.result()
+            rows.append(row)
+            write_rows(args.csv, rows)
+            print(f"{row['experiment']} seed {row['seed']}: {100 * row['test_accuracy']:.2f}% in {row['seconds']} s", flush=True)
+    table = summary_table(read_rows(args.csv))
+    Path(args.csv).with_suffix(".md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
