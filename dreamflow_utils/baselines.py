@@ -64,7 +64,7 @@ def _nearest(centers, x, chunk: int = 5000):
 
 
 def kmeans_prototypes(data, n_prototypes: int = 100, seed: int = 0, features=None) -> tuple[float, float]:
-    """k-means (scikit-learn MiniBatchKMeans, batch 4096, k-means++ init) on pixels (or on
+    """k-means (scikit-learn MiniBatchKMeans, batch 4096, k-means++ init, at most 5 passes over the data) on pixels (or on
     ``features(x)`` if given), prototypes labelled by majority vote."""
     from sklearn.cluster import MiniBatchKMeans
 
@@ -72,7 +72,7 @@ def kmeans_prototypes(data, n_prototypes: int = 100, seed: int = 0, features=Non
     t = time.perf_counter()
     if features is not None:
         x, tx = features(x), features(tx)
-    km = MiniBatchKMeans(n_clusters=n_prototypes, batch_size=4096, n_init=1, max_iter=50,
+    km = MiniBatchKMeans(n_clusters=n_prototypes, batch_size=4096, n_init=1, max_iter=5,
                          random_state=seed).fit(x)
     labels = nearest_prototype_labels(km.cluster_centers_, x, y)
     pred = labels[_nearest(km.cluster_centers_, tx)]

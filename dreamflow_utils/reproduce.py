@@ -3,6 +3,7 @@
 `python -m dreamflow_utils.reproduce --seeds 0-4 --jobs 2` writes results/reproduction.csv
 (one row per run: config, seed, per-epoch accuracy, seconds, versions; rows already there
 are kept and not rerun) and results/reproduction.md (the log's number beside mean ± sd).
+`--wta cluster` measures the corrected winner-take-all (results/reproduction_wta_cluster.csv).
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from .train import train
 FIELDS = ["experiment", "seed", "test_accuracy", "epoch_accuracies", "seconds", "config", "versions", "started"]
 
 
-def run_one(name, seed, data_path=None) -> dict:
-    config = LOG_EXPERIMENTS[name][0].replace(seed=seed)
+def run_one(name, seed, data_path=None, wta="log") -> dict:
+    config = LOG_EXPERIMENTS[name][0].replace(seed=seed, wta=wta)
     r = train(config, load_mnist(data_path)).record()
     return {"experiment": name, "seed": seed, "test_accuracy": r["test_accuracy"],
             "epoch_accuracies": ";".join(f"{a:.4f}" for a in r["epoch_accuracies"]),
@@ -82,8 +83,11 @@ def main(argv=None):
     p.add_argument("--experiments", default=",".join(LOG_EXPERIMENTS), help="comma-separated names")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--data", default=None, help="MNIST location (default: DREAMFLOW_MNIST / Keras)")
-    p.add_argument("--csv", default="results/reproduction.csv")
+    p.add_argument("--wta", default="log", choices=["log", "cluster"],
+                   help="'cluster' measures the corrected winner-take-all instead of the log's quirk")
+    p.add_argument("--csv", default=None, help="default results/reproduction.csv (wta=cluster: ..._wta_cluster.csv)")
     args = p.parse_args(argv)
+    args.csv = args.csv or ("results/reproduction.csv" if args.wta == "log" else "results/reproduction_wta_cluster.csv")
     names = args.experiments.split(",")
     unknown = set(names) - set(LOG_EXPERIMENTS)
     if unknown:
@@ -94,7 +98,7 @@ def main(argv=None):
     todo = [(n, s) for n in names for s in parse_seeds(args.seeds) if (n, s) not in done]
     print(f"{len(todo)} runs to do, {len(done)} already in {args.csv}")
     with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_one, n, s, args.data) for n, s in todo]
+        futures = [pool.submit(run_one, n, s, args.data, args.wta) for n, s in todo]
         for fut in as_completed(futures):
             row = fut.result()
             rows.append(row)

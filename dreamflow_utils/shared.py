@@ -28,7 +28,11 @@ layer-2 units vote with their class distributions ``w3[:, j] / sum w3[:, j]`` (k
 log's read-out up to ties); ``code="onehot"`` feeds layer 2 the winners as 1 instead of
 their outputs; ``norm=True`` divides each layer-1 code vector by its Euclidean norm;
 ``label_gain=g`` makes the training label input ``g * one-hot`` instead of the log's one-hot
-(g=1), i.e. how strongly the label steers which layer-2 unit wins while learning.
+(g=1), i.e. how strongly the label steers which layer-2 unit wins while learning;
+``xi_decay=d`` multiplies xi by d after every epoch (d=1: the log's constant xi);
+``unit_norm=True`` rescales each updated layer-2 unit's weight vector (its column of w2) to
+unit length after its update (a local, per-neuron normalisation, as in Oja's rule), which
+makes layer 2 an online spherical k-means.
 """
 from __future__ import annotations
 
@@ -59,6 +63,8 @@ class SharedConfig:
     vote: int = 1
     shift: int = 0
     label_gain: float = 1.0
+    xi_decay: float = 1.0
+    unit_norm: bool = False
     T_s: int = 60000
     Nep: int = 10
     B: int = 100
@@ -81,6 +87,8 @@ class SharedConfig:
             raise ValueError(f"code must be 'value' or 'onehot', got {self.code!r}")
         if self.pool > 1 and self.grid == "overlap":
             raise ValueError("pooling needs a square position grid (grid 'block' or 'stride')")
+        if not 0 < self.xi_decay <= 1:
+            raise ValueError("xi_decay must be in (0, 1]")
         if not self.label_gain > 0:
             raise ValueError("label_gain must be > 0")
         if self.B > self.T_s:
@@ -168,6 +176,7 @@ class SharedEngine:
         if self.W.shape != (config.C_s, PATCH * PATCH) or self.w2.shape != (config.N1, config.N2):
             raise ValueError("weights do not match the config")
         self.idx = _patch_index(config.origins)  # (P, 81)
+        self.xi = config.xi  # train_shared multiplies it by xi_decay after every epoch
 
     def weights(self) -> SharedWeights:
         return SharedWeights(self.W.copy(), self.w2.copy(), self.w3.copy())
@@ -200,8 +209,9 @@ class SharedEngine:
             l1 = l1 / np.maximum(np.linalg.norm(l1, axis=1, keepdims=True), 1e-12)
         return l1
 
-    def codes(self, x, chunk: int = 2000) -> np.ndarray:
+    def codes(self, x, chunk: int | None = None) -> np.ndarray:
         """Layer-2 input (the layer-1 code, pooled/normalised as configured), (n, N1)."""
+        chunk = chunk or max(100, int(4e6 // (len(self.idx) * PATCH * PATCH)))
         return np.concatenate([self._code(*self._layer1(x[s:s + chunk])[1:])
                                for s in range(0, len(x), chunk)])
 
@@ -211,7 +221,7 @@ class SharedEngine:
 
     def _step(self, w, grad):
         dw = w * grad
-        w += (self.config.xi / max(np.max(np.abs(dw)), self.config.prec)) * dw
+        w += (self.xi / max(np.max(np.abs(dw)), self.config.prec)) * dw
 
     def _train_batch(self, v, labels):
         c = self.config
@@ -232,6 +242,8 @@ class SharedEngine:
         g3 = _sum_by(inv, s[:, None] * cl_err, len(uj))
         self._step(w2j, g2.T)
         self._step(w3j, g3.T)
+        if c.unit_norm:  # each updated layer-2 unit rescales its own input weights to unit length
+            w2j /= np.maximum(np.linalg.norm(w2j, axis=0, keepdims=True), 1e-300)
         self.w2[:, uj], self.w3[:, uj] = w2j, w3j
         # shared bank: every position's winner reconstructs its own patch; positions whose
         # winner outputs exactly 0 (blank patches) contribute 0 and are skipped
@@ -320,6 +332,7 @@ def train_shared(config: SharedConfig, data, callback=None, eval_every_epoch: bo
     for epoch in range(1, config.Nep + 1):
         xe = shift_images(x, config.shift, rng) if config.shift else x
         engine.train_batches(xe, y)
+        engine.xi *= config.xi_decay
         if eval_every_epoch or epoch == config.Nep:
             accs.append(float(np.mean(engine.predict(tx) == ty)))
         if callback is not None:

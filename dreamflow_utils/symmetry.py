@@ -3,7 +3,7 @@
 ``python -m dreamflow_utils.symmetry --phase A B ... [--seeds 0 1 2 3 4]`` runs the named
 variants on MNIST and appends one row per (variant, seed) to ``results/symmetry.csv``
 as each run finishes (rows already there are skipped, so an interrupted sweep resumes).
-``--quick`` runs every phase on small synthetic data into a scratch CSV (for tests).
+``--quick`` runs the named variants on small synthetic data into a scratch CSV (a smoke test).
 ``--summarize`` writes ``results/symmetry.md`` (mean +- sd table) and the summary figure.
 
 Columns: variant, family, seed, test_accuracy (end-to-end, DreamFlow's own read-out, or
@@ -47,7 +47,7 @@ def _f(name, layout, C_s, N2, Nep=10, shift=0, xi=0.01, wta="log", note=""):
 
 
 def _s(name, note="", **kw):
-    V[name] = ("shared", kw, note)
+    V[name] = ("shared", kw, note)  # SharedConfig fields (Nep defaults to 10)
 
 
 def _b(name, **kw):
@@ -66,9 +66,9 @@ _b("k-means N2=200 on pixels", method="kmeans", n=200)
 _b("k-means N2=2000 on pixels", method="kmeans", n=2000)
 _b("logistic regression on pixels", method="logistic")
 # C: read-out sweeps on the log's best layout (N2, epochs, xi, wta)
-for n2 in (500, 1000, 2000):
+for n2 in (1000, 2000):
     _f(f"block C20 N{n2}", "block", 20, n2)
-_f("block C20 N200 30 epochs", "block", 20, 200, Nep=30)
+_f("block C20 N200 20 epochs", "block", 20, 200, Nep=20)
 _f("block C20 N200 xi=0.05", "block", 20, 200, xi=0.05)
 _f("block C20 N200 wta=cluster", "block", 20, 200, wta="cluster")
 # D: finds symmetry: shift-trained unshared layouts
@@ -78,15 +78,32 @@ _f("overlap C10 N100 shift2", "overlap", 10, 100, shift=2)
 _s("shared block C20 N200", grid="block", C_s=20, N2=200)
 _s("shared overlap C10 N100", grid="overlap", C_s=10, N2=100)
 _s("shared s4 C20 N200", grid="stride", stride=4, C_s=20, N2=200)
-_s("shared s2 pool2 C20 N200", grid="stride", stride=2, C_s=20, N2=200, pool=2)
+_s("shared s2 pool2 C20 N200", grid="stride", stride=2, C_s=20, N2=200, pool=2, Nep=3, note="3 epochs")
+# F: the read-out fixes found in exploration (normalised codes, larger xi, large N2), 5 epochs
+_s("shared s4 C20 N2000 norm xi=0.05", grid="stride", stride=4, C_s=20, N2=2000, norm=True, xi=0.05, Nep=5,
+   note="5 epochs")
+_s("shared s4 C20 N1000 norm xi=0.05", grid="stride", stride=4, C_s=20, N2=1000, norm=True, xi=0.05, Nep=5,
+   note="5 epochs")
+_s("shared block C20 N2000 norm xi=0.05", grid="block", C_s=20, N2=2000, norm=True, xi=0.05, Nep=5,
+   note="5 epochs")
 
-PHASES = {
+PHASES = {  # in priority order (2 shared CPU cores: the optional variants run last, if at all)
     "A": [k for k in V if k.startswith("log ")],
-    "B": [k for k in V if V[k][0] == "baseline"],
-    "C": [k for k in V if k.startswith("block C20 N") and "shift" not in k],
-    "D": [k for k in V if "shift2" in k],
-    "E": [k for k in V if k.startswith("shared")],
+    "B": ["ridge on pixels", "k-means N2=200 on pixels", "kNN k=3 on pixels", "k-means N2=2000 on pixels",
+          "logistic regression on pixels"],
+    "C": ["block C20 N200 xi=0.05", "block C20 N2000", "block C20 N200 20 epochs"],
+    "D": ["block C20 N200 shift2"],
+    "E": ["shared block C20 N200", "shared s4 C20 N200"],
+    "F": ["shared s4 C20 N2000 norm xi=0.05", "shared block C20 N2000 norm xi=0.05"],
+    "G": ["block C20 N1000", "block C20 N200 wta=cluster", "shared s4 C20 N1000 norm xi=0.05", "overlap C10 N100 shift2", "shared overlap C10 N100",
+          "shared s2 pool2 C20 N200"],
 }
+
+
+# the order of the summary table: the log, the read-out sweeps, shift training, sharing, baselines
+ORDER = (PHASES["A"] + PHASES["C"] + ["block C20 N1000", "block C20 N200 wta=cluster"] + PHASES["D"]
+         + ["overlap C10 N100 shift2"] + PHASES["E"] + ["shared overlap C10 N100", "shared s2 pool2 C20 N200"]
+         + ["shared s4 C20 N1000 norm xi=0.05"] + PHASES["F"] + PHASES["B"])
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -150,6 +167,7 @@ def run_shared(params: dict, seed: int, data, probes: bool = True, save_dir=None
     for _ in range(config.Nep):
         xe = shift_images(xs, config.shift, rng) if config.shift else xs
         engine.train_batches(xe, ys)
+        engine.xi *= config.xi_decay
         accs.append(float(np.mean(engine.predict(tx, vote=1) == ty)))
     seconds = time.perf_counter() - t0
     l2 = engine.layer2_scores(tx)
@@ -242,14 +260,21 @@ def main(argv=None):
     p.add_argument("--phase", nargs="*", default=[], help=f"phases {sorted(PHASES)}")
     p.add_argument("--variant", nargs="*", default=[])
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
-    p.add_argument("--out", default=str(RESULTS / "symmetry.csv"))
+    p.add_argument("--out", default=None, help="CSV to append to (default results/symmetry.csv)")
     p.add_argument("--save-weights", default=None, help="directory for trained weights")
     p.add_argument("--mnist", default=os.environ.get("DREAMFLOW_MNIST", "/work/shared/data/mnist"))
-    p.add_argument("--quick", action="store_true", help="synthetic data, 2 epochs, tiny sizes")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: synthetic data (600 train / 200 test), CSV in the temp folder unless --out")
     p.add_argument("--no-probes", action="store_true")
-    p.add_argument("--summarize", action="store_true")
+    p.add_argument("--summarize", action="store_true", help="write results/symmetry.md and the figures")
+    p.add_argument("--translation", action="store_true", help="translation analysis of saved weights")
+    p.add_argument("--ladder", nargs="*", default=None,
+                   help="probe ladder on the saved banks of LADDER_SOURCE: settings stride,pool,mode,code[,method]")
     a = p.parse_args(argv)
     names = [n for ph in a.phase for n in PHASES[ph]] + list(a.variant)
+    if a.out is None:
+        import tempfile
+        a.out = str(Path(tempfile.gettempdir()) / "symmetry_quick.csv") if a.quick else str(RESULTS / "symmetry.csv")
     if names:
         if a.quick:
             data = quick_data()
@@ -257,9 +282,413 @@ def main(argv=None):
             from .data import load_mnist
             data = load_mnist(a.mnist)
         run(names, a.seeds, data, a.out, probes=not a.no_probes, save_root=a.save_weights)
+    if a.ladder:
+        from .data import load_mnist
+        run_ladder(a.save_weights or "/tmp/symw", load_mnist(a.mnist), RESULTS / "symmetry_probes.csv",
+                   seeds=a.seeds, settings=[tuple(x.split(",")) for x in a.ladder])
+    if a.translation:
+        export_banks(a.save_weights or "/tmp/symw")
+        analyze_translation(a.save_weights or "/tmp/symw", RESULTS / "symmetry_translation.csv", a.mnist)
     if a.summarize:
-        from .symmetry_report import summarize
         summarize(a.out)
+
+
+# ----------------------------------------------------------------------------- probe ladder
+PROBE_COLUMNS = ["source", "seed", "C_s", "stride", "pool", "pool_mode", "code", "N1", "method", "probe_accuracy",
+                 "seconds"]
+
+
+def bank_codes(W, x, stride: int, pool: int = 1, pool_mode: str = "max", code: str = "value") -> np.ndarray:
+    """Layer-1 codes of a shared bank W (C_s, 81) applied on any stride grid, pooled: the bank
+    is position-free, so a bank trained at one stride can be read out at another."""
+    c = SharedConfig(grid="stride", stride=stride, pool=pool, pool_mode=pool_mode, code=code, C_s=len(W), N2=1)
+    from .shared import SharedWeights
+    eng = SharedEngine(c, SharedWeights(np.asarray(W), np.zeros((c.N1, 1)), np.zeros((10, 1))))
+    return eng.codes(x)
+
+
+def probe_ladder(W, data, settings, source="", seed=0, out=None, log=print) -> list[dict]:
+    """Ridge-probe accuracy of ``bank_codes`` for each (stride, pool, pool_mode, code) in ``settings``."""
+    (x, y), (tx, ty) = data
+    rows = []
+    from .probes import logistic_probe
+    for setting in settings:
+        stride, pool, mode, code = setting[:4]
+        method = setting[4] if len(setting) > 4 else "ridge"
+        t = time.perf_counter()
+        ftr = bank_codes(W, x, stride, pool, mode, code)
+        fte = bank_codes(W, tx, stride, pool, mode, code)
+        fn = ridge_probe if method == "ridge" else logistic_probe
+        acc = fn(ftr, y, fte, ty)
+        row = dict(source=source, seed=seed, C_s=len(W), stride=stride, pool=pool, pool_mode=mode, code=code,
+                   N1=ftr.shape[1], method=method, probe_accuracy=acc, seconds=time.perf_counter() - t)
+        del ftr, fte
+        rows.append(row)
+        log(row, flush=True)
+        if out is not None:
+            new = not Path(out).exists()
+            with open(out, "a", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=PROBE_COLUMNS)
+                if new:
+                    w.writeheader()
+                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return rows
+
+
+LADDER_SOURCE = "shared s4 C20 N2000 norm xi=0.05"
+
+
+def run_ladder(save_root, data, out, seeds=(0, 1, 2, 3, 4), settings=(("4", "1", "max", "value"),),
+               source=LADDER_SOURCE, log=print):
+    """Probe ladder on the banks saved by the 5-seed runs of ``source``."""
+    d = Path(save_root) / source.replace(" ", "_")
+    rows = []
+    for seed in seeds:
+        f = d / f"seed{seed}.npz"
+        if not f.exists():
+            continue
+        W = _load_saved(f)[1]["W"]
+        st = [(int(a[0]), int(a[1]), *a[2:]) for a in settings]
+        rows += probe_ladder(W, data, st, source=source, seed=seed, out=out, log=log)
+    return rows
+
+
+def export_banks(save_root, out=RESULTS / "symmetry_banks.npz", sources=None) -> Path:
+    """The trained shared banks W (C_s, 81) of every saved shared run, in one small .npz:
+    key ``"<variant>|seed<k>"``."""
+    banks = {}
+    for d in sorted(p for p in Path(save_root).iterdir() if p.is_dir()):
+        name = d.name.replace("_", " ")
+        if name in V and V[name][0] == "shared" and (sources is None or name in sources):
+            for f in sorted(d.glob("seed*.npz")):
+                banks[f"{name}|{f.stem}"] = _load_saved(f)[1]["W"]
+    np.savez_compressed(out, **banks)
+    return Path(out)
+
+
+def plot_banks(path=RESULTS / "symmetry_banks.npz", variant=LADDER_SOURCE, seeds=(0, 1, 2)):
+    """Tapestries of the shared banks of ``variant`` (one tile per detector, each scaled to its max)."""
+    from matplotlib.figure import Figure
+    from .shared import shared_tapestry
+    with np.load(path) as f:
+        keys = [k for k in f.files if k.startswith(variant + "|")]
+        keys = [k for k in keys if int(k.split("|seed")[1]) in seeds]
+        banks = [f[k] for k in keys]
+    fig = Figure(figsize=(3.8 * max(1, len(banks)), 1.9))
+    if not banks:
+        fig.text(0.5, 0.5, f"no saved banks of {variant!r}", ha="center", va="center")
+        return fig
+    for i, (k, W) in enumerate(zip(keys, banks)):
+        ax = fig.add_subplot(1, len(banks), i + 1)
+        Wn = W / np.maximum(W.max(axis=1, keepdims=True), 1e-300)
+        ax.imshow(np.ma.masked_invalid(shared_tapestry(Wn, cols=10)), cmap="Reds", vmin=0, vmax=1)
+        ax.set_axis_off()
+        ax.set_title(k.replace("|", ", "), fontsize=7)
+    fig.suptitle("shared banks: one 9x9 tile per shared detector", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- analysis
+TRANSLATION_COLUMNS = ["variant", "seed", "weights", "score", "score_no_shift", "best_shift_fraction",
+                       "code_sim_1px", "code_sim_2px", "test_shift1", "test_shift2"]
+
+
+def _load_saved(path):
+    with np.load(path) as f:
+        cfg = json.loads(str(f["config"]))
+        arrays = {k: f[k] for k in f.files if k != "config"}
+    return cfg, arrays
+
+
+def translation_row(kind: str, cfg: dict, arrays: dict, x_test, trained: bool = True) -> dict:
+    """Translation-copy score of the layer-1 detectors and shift similarity of the codes."""
+    from .model import Weights
+    from .shift import code_shift_similarity, translation_match, unit_patches
+
+    if kind == "faithful":
+        config = Config(**cfg)
+        w = Weights(arrays["w1"], arrays["w2"], arrays["w3"]) if trained else init_weights(config)
+        tm = translation_match(unit_patches(w.w1, config.layout, config.C_s), config.C_s, max_shift=2)
+        codes = lambda a: layer1_codes(config, w, a, "value")
+    else:
+        from .shared import SharedWeights, init_shared
+        config = SharedConfig(**cfg)
+        w = SharedWeights(arrays["W"], arrays["w2"], arrays["w3"]) if trained else init_shared(config)
+        tm = {"score": 1.0, "score_no_shift": 1.0, "best_shift_fraction": 0.0}  # shared by construction
+        codes = SharedEngine(config, w).codes
+    return {"weights": "trained" if trained else "initial", "score": tm["score"],
+            "score_no_shift": tm["score_no_shift"], "best_shift_fraction": tm["best_shift_fraction"],
+            "code_sim_1px": code_shift_similarity(codes, x_test, 1),
+            "code_sim_2px": code_shift_similarity(codes, x_test, 2)}
+
+
+def analyze_translation(save_root, out, mnist=None, n_test: int = 1000, log=print, x_test=None):
+    """One row per saved (variant, seed) (+ the initial weights of each faithful variant's seed 0)."""
+    from .data import load_mnist
+    save_root, out = Path(save_root), Path(out)
+    x_test = (load_mnist(mnist)[1][0] if x_test is None else x_test)[:n_test]
+    rows = []
+    for d in sorted(p for p in save_root.iterdir() if p.is_dir()):
+        name = d.name.replace("_", " ")
+        if name not in V:
+            continue
+        kind = V[name][0]
+        for f in sorted(d.glob("seed*.npz")):
+            seed = int(f.stem[4:])
+            cfg, arrays = _load_saved(f)
+            for trained in ((True, False) if seed == 0 and kind == "faithful" else (True,)):
+                row = {"variant": name, "seed": seed, **translation_row(kind, cfg, arrays, x_test, trained)}
+                rows.append(row)
+                log(row, flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=TRANSLATION_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return rows
+
+
+# ----------------------------------------------------------------------------- summary
+SUMMARY_COLUMNS = [("test_accuracy", "end-to-end"), ("vote5", "top-5 vote"), ("probe_accuracy", "probe (l1 values)"),
+                   ("probe_onehot", "probe (one-hot winners)"), ("probe_dense", "probe (all units, pre-WTA)"),
+                   ("test_shift2", "end-to-end, test shifted <=2px"), ("seconds", "seconds / run")]
+
+
+def summary_table(path=RESULTS / "symmetry.csv") -> list[dict]:
+    """Per variant (in order of first appearance): n and (mean, sd) of every numeric column."""
+    rows = read_rows(path)
+    out = {}
+    for r in rows:
+        out.setdefault(r["variant"], []).append(r)
+    order = {n: i for i, n in enumerate(ORDER)}
+    table = []
+    for name, rs in sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))):
+        entry = {"variant": name, "family": rs[0]["family"], "n": len(rs), "note": rs[0].get("note", ""),
+                 "epochs": rs[0].get("epochs", "")}
+        for col, _ in SUMMARY_COLUMNS + [("vote20", ""), ("test_shift1", "")]:
+            vals = [float(r[col]) for r in rs if r.get(col) not in (None, "")]
+            entry[col] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else None) if vals else None
+        table.append(entry)
+    return table
+
+
+def _fmt(ms, pct=True):
+    if ms is None:
+        return ""
+    m, s = ms
+    if not pct:
+        return f"{m:.0f}"
+    return f"{100 * m:.2f}" + ("" if s is None else f" ± {100 * s:.2f}")
+
+
+def summary_markdown(table) -> str:
+    head = ["variant", "n", "epochs"] + [label for _, label in SUMMARY_COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in table:
+        cells = [e["variant"] + (f" ({e['note']})" if e["note"] else ""), str(e["n"]), str(e["epochs"])]
+        cells += [_fmt(e[c], pct=(c != "seconds")) for c, _ in SUMMARY_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summarize(path=RESULTS / "symmetry.csv", md=RESULTS / "symmetry.md", fig_dir="figures"):
+    table = summary_table(path)
+    text = ("Accuracies in % on the MNIST test set (mean ± sd over n seeds; deterministic baselines: one run). "
+            f"The log's best: {100 * LOG_ACCURACY:.2f}%. End-to-end = the model's own read-out "
+            "(DreamFlow: the layer-2 winner's class); probe = ridge regression (closed form, one-hot targets, "
+            "standardised features) trained on the 60000 training codes.\n\n" + summary_markdown(table) + "\n")
+    tpath, ppath = Path(path).parent / "symmetry_translation.csv", Path(path).parent / "symmetry_probes.csv"
+    if ppath.exists():
+        text += ("\n**Probe ladder** (linear-probe accuracy in % of the codes of the saved shared banks, read out "
+                 "at other strides / poolings; one-hot winners sum-pooled = counts of each detector's wins):\n\n" + probes_markdown(ppath) + "\n")
+    if tpath.exists():
+        text += ("\n**Translation measurements** (see `dreamflow_utils/shift.py`; 'initial' = the untrained "
+                 "weights, the chance level):\n\n" + translation_markdown(tpath) + "\n")
+    Path(md).write_text(text)
+    from .plots import save_figure
+    save_figure(plot_summary(table), "symmetry_summary", folder=fig_dir)
+    save_figure(plot_readout(table, read_rows(path)), "symmetry_readout", folder=fig_dir)
+    tpath = Path(path).parent / "symmetry_translation.csv"
+    if tpath.exists():
+        save_figure(plot_translation(read_rows(tpath)), "symmetry_translation", folder=fig_dir)
+    bpath = Path(path).parent / "symmetry_banks.npz"
+    if bpath.exists():
+        save_figure(plot_banks(bpath), "symmetry_tapestry", folder=fig_dir)
+    return table
+
+
+def plot_summary(table, title="DreamFlow variants and baselines on MNIST"):
+    from matplotlib.figure import Figure
+    names = [e["variant"] for e in table]
+    fig = Figure(figsize=(11, 0.32 * len(names) + 1.5))
+    ax = fig.add_subplot()
+    yy = np.arange(len(names))[::-1]
+    colors = {"faithful": "tab:red", "shared": "tab:blue", "baseline": "tab:gray"}
+    for y, e in zip(yy, table):
+        m, s = e["test_accuracy"]
+        ax.barh(y, 100 * m, xerr=100 * (s or 0), color=colors.get(e["family"], "k"), alpha=0.8)
+        if e.get("probe_accuracy"):
+            ax.plot(100 * e["probe_accuracy"][0], y, "k|", ms=12, mew=2)
+    ax.axvline(100 * LOG_ACCURACY, color="k", ls="--", lw=1, label="log's 73.34%")
+    ax.plot([], [], "k|", ms=12, mew=2, label="linear probe on layer-1 codes")
+    ax.set_yticks(yy, names, fontsize=8)
+    ax.set_xlim(40, 100)
+    ax.set_xlabel("test accuracy (%)   red: faithful (unshared)  blue: shared bank  grey: baselines")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_readout(table, rows, title="Where is the accuracy lost? (faithful layouts)"):
+    """Left: end-to-end vs top-5 vote vs probes for the log's configurations (+ ridge on pixels).
+    Right: test accuracy after each epoch (mean over seeds) for the read-out sweeps."""
+    from matplotlib.figure import Figure
+    by = {e["variant"]: e for e in table}
+    logs = [n for n in by if n.startswith("log ")]
+    fig = Figure(figsize=(12, 4.2))
+    ax = fig.add_subplot(1, 2, 1)
+    cols = [("test_accuracy", "end-to-end (layer-2 WTA)"), ("vote5", "top-5 vote"),
+            ("probe_onehot", "probe: one-hot winners"), ("probe_accuracy", "probe: l1 values")]
+    w = 0.8 / len(cols)
+    for i, (c, lab) in enumerate(cols):
+        m = [100 * by[n][c][0] if by[n].get(c) else np.nan for n in logs]
+        sd = [100 * (by[n][c][1] or 0) if by[n].get(c) else 0 for n in logs]
+        ax.bar(np.arange(len(logs)) + (i - 1.5) * w, m, w, yerr=sd, label=lab)
+    for name, style in (("ridge on pixels", ":"), ("logistic regression on pixels", "-.")):
+        if name in by:
+            ax.axhline(100 * by[name]["test_accuracy"][0], color="k", ls=style, lw=1, label=name)
+    ax.axhline(100 * LOG_ACCURACY, color="r", ls="--", lw=1, label="log's 73.34%")
+    ax.set_xticks(np.arange(len(logs)), [n.replace("log ", "") for n in logs], fontsize=8)
+    ax.set_ylim(50, 100)
+    ax.set_ylabel("MNIST test accuracy (%)")
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    ax.set_title(title, fontsize=10)
+    ax2 = fig.add_subplot(1, 2, 2)
+    curves = {}
+    for r in rows:
+        if r["family"] != "baseline" and r.get("epoch_accuracies"):
+            curves.setdefault(r["variant"], []).append(json.loads(r["epoch_accuracies"]))
+    for name, cs in curves.items():
+        if not (name.startswith("block C20") or name == "log block C20 N200" or name.startswith("best")
+                or name.startswith("shared s4")):
+            continue
+        L = min(len(c) for c in cs)
+        a = 100 * np.array([c[:L] for c in cs])
+        ax2.errorbar(np.arange(1, L + 1), a.mean(0), a.std(0), label=f"{name} (n={len(cs)})", lw=1, capsize=2)
+    ax2.axhline(100 * LOG_ACCURACY, color="r", ls="--", lw=1)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("end-to-end test accuracy (%)")
+    ax2.set_ylim(0, 100)
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(fontsize=6)
+    ax2.set_title("Read-out sweeps: N2, epochs, xi, wta", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_translation(trows, title="Does it find the symmetry?"):
+    """Translation-copy score of layer-1 detectors and code similarity under 1-2 px shifts."""
+    from matplotlib.figure import Figure
+    groups = {}
+    for r in trows:
+        key = r["variant"] + ("" if r["weights"] == "trained" else " (untrained)")
+        groups.setdefault(key, []).append(r)
+    names = list(groups)
+    fig = Figure(figsize=(12, 0.3 * len(names) + 2))
+    for i, (cols, lab) in enumerate(((("score_no_shift", "score"), "detector match across positions"),
+                                     (("code_sim_1px", "code_sim_2px"), "code cosine: image vs shifted copy"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        yy = np.arange(len(names))[::-1]
+        for j, c in enumerate(cols):
+            m = [np.mean([float(r[c]) for r in groups[n]]) for n in names]
+            sd = [np.std([float(r[c]) for r in groups[n]]) for n in names]
+            ax.barh(yy + (j - 0.5) * 0.4, m, 0.4, xerr=sd, label=c)
+        ax.set_yticks(yy, names if i == 0 else [""] * len(names), fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_title(lab, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- notebook steps
+def table_markdown(names=None, path=RESULTS / "symmetry.csv", families=None) -> str:
+    """The summary table restricted to ``names`` (in that order) and/or ``families``."""
+    table = summary_table(path)
+    by = {e["variant"]: e for e in table}
+    if names is not None:
+        table = [by[n] for n in names if n in by]
+    if families is not None:
+        table = [e for e in table if e["family"] in families]
+    return summary_markdown(table)
+
+
+def display_table(names=None, path=RESULTS / "symmetry.csv", families=None):
+    from IPython.display import Markdown, display
+    display(Markdown(table_markdown(names, path, families)))
+
+
+def _group_markdown(rows, keys, cols, labels=None, scale=None) -> str:
+    """Mean ± sd (sd omitted for n = 1) of ``cols`` per group of ``keys``; ``scale[col]`` = (factor, decimals)."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    labels = labels or cols
+    scale = scale or {}
+    lines = ["| " + " | ".join(list(keys) + ["n"] + list(labels)) + " |", "|" + "---|" * (len(keys) + 1 + len(cols))]
+    for key, rs in groups.items():
+        cells = list(key) + [str(len(rs))]
+        for c in cols:
+            f, d = scale.get(c, (1, 3))
+            v = [f * float(r[c]) for r in rs if r.get(c) not in (None, "")]
+            if not v:
+                cells.append("")
+            else:
+                cells.append(f"{np.mean(v):.{d}f}" + (f" ± {np.std(v, ddof=1):.{d}f}" if len(v) > 1 else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def translation_markdown(path=RESULTS / "symmetry_translation.csv") -> str:
+    """Mean ± sd per (variant, weights) of the translation measurements (see shift.py)."""
+    return _group_markdown(read_rows(path), ("variant", "weights"),
+                           ("score_no_shift", "score", "code_sim_1px", "code_sim_2px"),
+                           ("detector match, no shift", "detector match, shifts <= 2 px",
+                            "code cosine, 1 px shift", "code cosine, 2 px shift"))
+
+
+def probes_markdown(path=RESULTS / "symmetry_probes.csv") -> str:
+    """Mean ± sd per read-out setting of the probe ladder (probe accuracy in %)."""
+    return _group_markdown(read_rows(path), ("source", "stride", "pool", "pool_mode", "code", "N1", "method"),
+                           ("probe_accuracy", "seconds"), ("probe accuracy (%)", "seconds"),
+                           {"probe_accuracy": (100, 2), "seconds": (1, 0)})
+
+
+def demo_run(name: str, data, quick: bool, seed: int = 0, quick_T_s: int = 2000, Nep: int | None = None,
+             save_dir=None) -> dict:
+    """Train one variant of :data:`V` once and print its row (quick: T_s=quick_T_s, 1 epoch)."""
+    kind, params, _ = V[name]
+    params = dict(params)
+    if quick:
+        params["Nep"] = 1
+    elif Nep is not None:
+        params["Nep"] = Nep
+    T_s = min(quick_T_s, len(data[0][0])) if quick else None
+    run_fn = run_faithful if kind == "faithful" else run_shared
+    if kind == "faithful":
+        params.setdefault("Nep", 10)
+    row = run_fn(params, seed, data, True, save_dir, T_s)
+    shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k != "epoch_accuracies"}
+    print(f"{name}, seed {seed}" + (f" (QUICK: T_s={T_s}, 1 epoch; not comparable)" if quick else "") + ":")
+    for k in ("test_accuracy", "vote5", "probe_accuracy", "probe_onehot", "probe_dense", "test_shift1",
+              "test_shift2", "seconds"):
+        if k in shown:
+            print(f"  {k:15s} {shown[k]}")
+    return row
 
 
 def quick_data(n_train=600, n_test=200, seed=0):

@@ -52,12 +52,11 @@ def test_runner_appends_rows_and_resumes(tmp_path, monkeypatch):
         "f shift": ("faithful", dict(layout="overlap", C_s=3, N2=6, Nep=1, shift=1, xi=0.01, wta="log"), ""),
         "s": ("shared", dict(grid="stride", stride=4, C_s=3, N2=6, Nep=1, pool=2, norm=True, label_gain=2.0), ""),
         "b": ("baseline", dict(method="ridge"), ""),
-        "k": ("baseline", dict(method="kmeans", n=10), ""),
     })
-    S.run(["f", "f shift", "s", "b", "k"], [0, 1], DATA, out, save_root=tmp_path / "w", T_s=200, log=lambda *a, **k: None)
+    S.run(["f", "f shift", "s", "b"], [0, 1], DATA, out, save_root=tmp_path / "w", T_s=200, log=lambda *a, **k: None)
     rows = list(csv.DictReader(open(out)))
     assert [(r["variant"], r["seed"]) for r in rows] == [("f", "0"), ("f", "1"), ("f shift", "0"), ("f shift", "1"),
-                                                         ("s", "0"), ("s", "1"), ("b", "0"), ("k", "0"), ("k", "1")]
+                                                         ("s", "0"), ("s", "1"), ("b", "0")]
     for r in rows:
         assert 0 <= float(r["test_accuracy"]) <= 1 and float(r["seconds"]) >= 0
     assert all(0 <= float(r["probe_accuracy"]) <= 1 for r in rows if r["family"] != "baseline")
@@ -65,6 +64,34 @@ def test_runner_appends_rows_and_resumes(tmp_path, monkeypatch):
     ref = train(Config(layout="block", C_s=3, N2=6, Nep=2, T_s=200, B=100, seed=1), DATA)
     assert np.isclose(float(rows[1]["test_accuracy"]), ref.test_accuracy)
     S.run(["f", "b"], [0, 1], DATA, out, T_s=200, log=lambda *a, **k: None)  # nothing new
-    assert len(list(csv.DictReader(open(out)))) == 9
+    assert len(list(csv.DictReader(open(out)))) == 7
     assert (tmp_path / "w" / "f" / "seed0.npz").exists()
     assert small  # the module's own table was untouched outside this test
+
+
+def test_analysis_summary_and_ladder(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "V", {
+        "f": ("faithful", dict(layout="block", C_s=3, N2=6, Nep=1, shift=1, xi=0.01, wta="log"), ""),
+        "s": ("shared", dict(grid="stride", stride=4, C_s=3, N2=6, Nep=1), ""),
+        "b": ("baseline", dict(method="ridge"), ""),
+    })
+    out, w = tmp_path / "r.csv", tmp_path / "w"
+    S.run(["f", "s", "b"], [0, 1], DATA, out, save_root=w, T_s=100, log=lambda *a, **k: None)
+    trows = S.analyze_translation(w, tmp_path / "symmetry_translation.csv", x_test=DATA[1][0], n_test=50,
+                                  log=lambda *a, **k: None)
+    assert {(r["variant"], r["weights"]) for r in trows} == {("f", "trained"), ("f", "initial"), ("s", "trained")}
+    assert all(-1 <= r["score"] <= 1 and 0 <= r["code_sim_1px"] <= 1 for r in trows)
+    S.export_banks(w, tmp_path / "symmetry_banks.npz")
+    monkeypatch.setattr(S, "LADDER_SOURCE", "s")
+    rows = S.run_ladder(w, DATA, tmp_path / "symmetry_probes.csv", seeds=[0], settings=[("4", "1", "max", "value"),
+                                                                                          ("2", "2", "sum", "onehot")],
+                        source="s", log=lambda *a, **k: None)
+    assert [r["N1"] for r in rows] == [75, 75] and all(0 <= r["probe_accuracy"] <= 1 for r in rows)
+    table = S.summarize(out, md=tmp_path / "s.md", fig_dir=tmp_path / "figs")
+    assert [e["variant"] for e in table] == ["f", "s", "b"] and table[0]["n"] == 2 and table[2]["n"] == 1
+    md = (tmp_path / "s.md").read_text()
+    assert "| f | 2 |" in md and "Probe ladder" in md and "Translation" in md
+    assert {p.name for p in (tmp_path / "figs").iterdir()} >= {"symmetry_summary.png", "symmetry_readout.png",
+                                                               "symmetry_translation.png"}
+    fig = S.plot_banks(tmp_path / "symmetry_banks.npz", variant="s", seeds=(0, 1))
+    assert len(fig.axes) == 2

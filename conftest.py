@@ -1,0 +1,13 @@
+"""Root pytest configuration, shared by the unit tests and nbval.
+
+`python -m pytest --nbval-lax tests notebooks` runs every notebook in quick mode:
+DREAMFLOW_QUICK=1 is inherited by the nbval kernels, and `dreamflow_utils.notebook.setup`
+then trains on 2000 samples for 1 epoch (figures go to figures/quick/, which is ignored by git).
+Export DREAMFLOW_QUICK=0 to run the notebooks' full configuration under pytest instead.
+"""
+import os
+
+os.environ.setdefault("DREAMFLOW_QUICK", "1")
+
+# not notebooks to validate: the batch tests' fixtures, executed copies, checkpoints
+collect_ignore_glob = ["tests/fixtures/*.ipynb", "runs/*", "**/.ipynb_checkpoints/*", "figures/*", "notebooks/.*"]

@@ -1,0 +1,642 @@
+"""Notebook-side helpers: what the notebooks in ``notebooks/`` call, so they stay thin.
+
+Conventions (follow them in new notebooks, ``notebooks/NN_<name>.ipynb``):
+
+* One cell tagged ``parameters`` with the log's values::
+
+      layout, C_s, N2, T_s, Nep, B, xi, prec   # the log's names and values
+      seed = 0; engine = "numpy"
+      data_dir = None      # MNIST: None -> $DREAMFLOW_MNIST, then Keras' cache
+      figures_dir = None   # None -> see `figures_folder`
+      record_path = None   # set by `python -m dreamflow_utils.batch`; results JSON goes there
+
+  Relative paths are relative to the notebook's folder (the kernel's working directory
+  in JupyterLab, nbval, the batch and ``render``).
+* ``run = notebook.setup("<notebook stem>", layout=layout, ..., record_path=record_path)``
+  right after it: applies *quick mode* (below), loads the data and says what it did.
+* A cell starting with ``# NBVAL_CHECK_OUTPUT`` that calls ``run.describe()``: the
+  requested configuration, the log's numbers and a checksum of the seeded initial
+  weights, identical in quick and full mode, so nbval checks it.
+* Training: ``view = LiveView(...); view.display();
+  result = train(run.config, run.data, callback=view, progress=True)``.
+* Results: ``run.report(result)`` and one ``run.show(<Figure>, "<what>")`` per figure
+  (saved as ``<figures>/<stem>_<what>.png`` and shown as a static PNG, which survives
+  headless execution), then ``run.save(result)`` (writes ``record_path`` if set).
+
+Quick mode: with ``DREAMFLOW_QUICK=1`` (the root ``conftest.py`` sets it for pytest/nbval)
+``setup`` trains on ``T_s = 2000`` samples for ``Nep = 1`` epoch, falls back to the
+bundled scikit-learn digits (with a loud banner) when MNIST is missing, and saves figures
+under ``figures/quick/`` (gitignored) so the committed full-run figures stay untouched.
+
+Command line (``python -m dreamflow_utils.notebook``):
+``check-data`` (exit 2 with a how-to if MNIST is missing), ``render NB...`` (execute in
+place in full mode and ``clean``; skips notebooks already rendered from the same source),
+``clean NB...`` (widget state -> text, drop execution metadata) and ``check NB...``
+(no widget state, no absolute paths, under 2 MB).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import html
+import json
+import math
+import os
+import re
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import plots
+from .config import Config
+from .data import MnistFormatError, MnistNotFound, load_digits_demo, load_mnist
+from .experiments import LOG_EXPERIMENTS
+from .model import init_weights
+
+__all__ = [
+    "QUICK_ENV", "QUICK_T_S", "QUICK_NEP", "quick_mode", "quick_config", "find_log",
+    "load_data", "repo_root", "figures_folder", "show", "setup", "Run",
+    "experiment_of", "print_log", "read_runs", "summarize", "summary_markdown", "plot_summary", "summary",
+    "clean_notebook", "check_notebook", "render", "main",
+]
+
+QUICK_ENV = "DREAMFLOW_QUICK"
+QUICK_T_S = 2000  # training samples in quick mode
+QUICK_NEP = 1  # epochs in quick mode
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+# the log's fixed settings: a notebook matches a log experiment when these agree too
+_LOG_FIXED = ("T_s", "Nep", "B", "xi", "prec")
+
+
+# ----------------------------------------------------------------------------- quick mode
+def quick_mode(environ=None) -> bool:
+    """True when $DREAMFLOW_QUICK is 1/true/yes/on (unset, 0, false, no, off: False)."""
+    value = (os.environ if environ is None else environ).get(QUICK_ENV, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{QUICK_ENV}={value!r}: use 1 (quick) or 0 (full)")
+
+
+def quick_config(config: Config, n_train: int | None = None) -> Config:
+    """The quick-mode version of `config`: T_s <= QUICK_T_S (and <= n_train), Nep <= QUICK_NEP."""
+    T_s = min(config.T_s, QUICK_T_S, n_train if n_train is not None else config.T_s)
+    T_s = max(config.B, T_s - T_s % config.B)
+    return config.replace(T_s=T_s, Nep=min(config.Nep, QUICK_NEP))
+
+
+def find_log(config: Config):
+    """(name, log accuracy, log seconds per epoch) of the log experiment `config` repeats, or None.
+
+    Matches layout, C_s, N2 and the log's fixed settings (T_s, Nep, B, xi, prec); seed,
+    engine and the rest do not matter.
+    """
+    for name, (log_config, accuracy, epoch_seconds) in LOG_EXPERIMENTS.items():
+        keys = ("layout", "C_s", "N2") + _LOG_FIXED
+        if all(getattr(config, k) == getattr(log_config, k) for k in keys):
+            return name, accuracy, epoch_seconds
+    return None
+
+
+# ----------------------------------------------------------------------------- data
+_BANNER = "#" * 78
+
+
+def load_data(data_dir=None, quick: bool | None = None):
+    """``(data, source)``: MNIST via `load_mnist(data_dir)`; source is a short description.
+
+    When MNIST cannot be found: in quick mode, scikit-learn's digits (`load_digits_demo`)
+    with a loud banner on stdout (its numbers are not comparable to the log's); in full
+    mode the loader's `MnistNotFound` (which says how to supply the data) is raised.
+    """
+    quick = quick_mode() if quick is None else quick
+    try:
+        data = load_mnist(data_dir)
+        return data, f"MNIST ({len(data[0][0])} train / {len(data[1][0])} test images)"
+    except (MnistNotFound, MnistFormatError) as e:
+        if not quick:
+            print(f"{_BANNER}\nMNIST NOT AVAILABLE: a full run needs it.\n{_BANNER}", flush=True)
+            raise
+        reason = str(e).splitlines()[0]
+    with warnings.catch_warnings():  # its warning would print this file's absolute path
+        warnings.simplefilter("ignore", UserWarning)
+        data = load_digits_demo()
+    print(f"{_BANNER}\n# MNIST NOT FOUND ({reason[:150]})\n"
+          "# QUICK MODE FALLS BACK TO DEMO DATA: scikit-learn's 8x8 digits upsampled to 28x28\n"
+          f"# ({len(data[0][0])} train / {len(data[1][0])} test). ITS NUMBERS ARE NOT COMPARABLE "
+          "TO THE LOG'S.\n# Set DREAMFLOW_MNIST=/dir/with/the/idx/files for real data.\n"
+          f"{_BANNER}", flush=True)
+    return data, f"DEMO digits, NOT MNIST ({len(data[0][0])} train / {len(data[1][0])} test images)"
+
+
+# ----------------------------------------------------------------------------- paths
+def repo_root(start=None) -> Path:
+    """The nearest folder at or above `start` (default: cwd) holding pyproject.toml, else `start`."""
+    start = Path(start or os.getcwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return start
+
+
+def _shown(path) -> str:
+    """`path` for printing: relative to the repo root (or cwd), never absolute if avoidable."""
+    path = Path(path).resolve()
+    for base in (repo_root(), Path.cwd().resolve()):
+        try:
+            return str(path.relative_to(base)) or "."
+        except ValueError:
+            pass
+    return path.name
+
+
+def _record_stem(record_path: Path) -> str:
+    name = record_path.name
+    return name[:-len(".result.json")] if name.endswith(".result.json") else record_path.stem
+
+
+def figures_folder(figures_dir=None, record_path=None, quick: bool | None = None) -> Path:
+    """Where a notebook saves its figures, first match wins:
+
+    1. `figures_dir` if given;
+    2. in a batch run (`record_path` set): ``<record folder>/<run id>.figures/`` (under runs/);
+    3. in quick mode: ``<repo>/figures/quick/`` (gitignored; the committed figures stay);
+    4. ``<repo>/figures/``.
+    """
+    if figures_dir is not None:
+        return Path(figures_dir)
+    if record_path is not None:
+        record_path = Path(record_path)
+        return record_path.parent / f"{_record_stem(record_path)}.figures"
+    quick = quick_mode() if quick is None else quick
+    return repo_root() / "figures" / ("quick" if quick else "")
+
+
+def show(fig: Figure, filename: str, folder) -> Path:
+    """Save `fig` as ``folder/filename`` (PNG) and display it as a static image."""
+    path = plots.save_figure(fig, filename, folder)
+    plots.show_png(path)
+    fig.clear()
+    return path
+
+
+# ----------------------------------------------------------------------------- one run
+def _checksum(weights) -> str:
+    h = hashlib.sha256()
+    for w in weights:
+        h.update(np.ascontiguousarray(w, dtype="<f8").tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Run:
+    """What `setup` prepared for one notebook run."""
+
+    name: str  # the notebook's stem, prefix of its figure files
+    requested: Config  # as the parameters cell asked
+    config: Config  # what trains (quick mode shrinks T_s and Nep)
+    data: tuple = field(repr=False)
+    data_source: str
+    quick: bool
+    figures_dir: Path
+    record_path: Path | None = None
+    log: tuple | None = None  # (name, accuracy, seconds per epoch) from LOG_EXPERIMENTS
+
+    @property
+    def log_accuracy(self) -> float | None:
+        return None if self.log is None else self.log[1]
+
+    @property
+    def title(self) -> str:
+        c = self.config
+        return f"{c.layout} C_s={c.C_s} N2={c.N2}, seed {c.seed}" + (" (QUICK)" if self.quick else "")
+
+    @property
+    def test_y(self) -> np.ndarray:
+        return self.data[1][1]
+
+    def describe(self) -> None:
+        """Print the requested config, the log's numbers and the initial weights' checksum.
+
+        Depends only on the parameters (not on quick mode or the data), so a cell calling it
+        can be marked ``# NBVAL_CHECK_OUTPUT``.
+        """
+        c = self.requested
+        print(f"{self.name}: layout={c.layout} C_s={c.C_s} N2={c.N2} "
+              f"(N1={c.N1} units in {c.n_clusters} clusters)")
+        print(f"T_s={c.T_s} Nep={c.Nep} B={c.B} xi={c.xi} prec={c.prec} seed={c.seed} engine={c.engine}")
+        if self.log is None:
+            print("log: no experiment of the log has this configuration")
+        else:
+            name, acc, sec = self.log
+            print(f"log ({name}): test accuracy {100 * acc:.2f}% after {c.Nep} epochs, "
+                  f"{sec} s per epoch ({c.Nep * sec} s per run)")
+        w = init_weights(c)
+        print(f"initial weights (seed {c.seed}): sha256 {_checksum(w)}, "
+              + ", ".join(f"{k} {tuple(a.shape)} sum {a.sum():.3f}" for k, a in zip("w1 w2 w3".split(), w)))
+
+    def report(self, result) -> None:
+        """Print the final accuracy beside the log's, the per-epoch accuracies and the times."""
+        c = result.config
+        line = f"final test accuracy: {100 * result.test_accuracy:.2f}%"
+        if self.log is not None:
+            diff = 100 * (result.test_accuracy - self.log[1])
+            line += f"   log: {100 * self.log[1]:.2f}%   difference: {diff:+.2f} points"
+        print(line)
+        print("per epoch: " + "  ".join(f"{i}: {100 * a:.2f}%" for i, a in enumerate(result.epoch_accuracies, 1)))
+        train_s = sum(result.epoch_seconds)
+        timing = (f"time: {result.seconds:.1f} s for {c.Nep} epoch(s) of {c.T_s} samples "
+                  f"({train_s / c.Nep:.1f} s per epoch training, the rest evaluation)")
+        if self.log is not None:
+            timing += f"; log: {self.log[2]} s per epoch of 60000"
+        print(timing)
+        if self.quick:
+            print(f"QUICK MODE ({QUICK_ENV}=1): T_s={c.T_s}, Nep={c.Nep} on {self.data_source}; "
+                  "NOT comparable to the log.")
+
+    def show(self, fig: Figure, what: str) -> None:
+        """Save `fig` as ``<figures_dir>/<name>_<what>.png`` and display it statically."""
+        show(fig, f"{self.name}_{what}", self.figures_dir)
+
+    def save(self, result) -> None:
+        """Write the run's record (plus experiment, log accuracy, quick, data) to record_path, if set."""
+        if self.record_path is None:
+            return
+        from .train import write_json_atomic
+        record = result.record() | {
+            "experiment": self.log[0] if self.log else self.name, "notebook_name": self.name,
+            "log_accuracy": self.log_accuracy, "quick": self.quick, "data": self.data_source}
+        write_json_atomic(self.record_path, record)
+        print(f"record written ({len(record)} fields)")
+
+
+def setup(name: str, *, layout: str, C_s: int, N2: int, T_s: int, Nep: int, B: int, xi: float,
+          prec: float, seed: int = 0, engine: str = "numpy", data_dir=None, figures_dir=None,
+          record_path=None, quick: bool | None = None) -> Run:
+    """Prepare one notebook run from its parameters cell; prints the mode, data and figure folder.
+
+    `quick` (default: $DREAMFLOW_QUICK) shrinks T_s and Nep (see `quick_config`) and allows
+    the demo-data fallback of `load_data`.
+    """
+    quick = quick_mode() if quick is None else quick
+    requested = Config(layout=layout, C_s=C_s, N2=N2, T_s=T_s, Nep=Nep, B=B, xi=xi, prec=prec,
+                       seed=seed, engine=engine)
+    data, source = load_data(data_dir, quick)
+    config = quick_config(requested, len(data[0][0])) if quick else requested
+    folder = figures_folder(figures_dir, record_path, quick)
+    run = Run(name, requested, config, data, source, quick, folder,
+              None if record_path is None else Path(record_path), find_log(requested))
+    if quick:
+        print(f"QUICK MODE ({QUICK_ENV}=1): T_s {requested.T_s} -> {config.T_s}, "
+              f"Nep {requested.Nep} -> {config.Nep}; a check that the notebook runs, "
+              f"not a reproduction. Unset {QUICK_ENV} for the log's configuration.")
+    else:
+        print(f"full run: T_s={config.T_s}, Nep={config.Nep}, seed={config.seed}")
+    print(f"data: {source}")
+    print(f"figures: {_shown(folder)}/{name}_*.png")
+    return run
+
+
+# ----------------------------------------------------------------------------- summary
+def experiment_of(notebook) -> str | None:
+    """'notebooks/02_block_Cs10_N2100.ipynb' -> 'block_Cs10_N2100' (None if not a log experiment)."""
+    stem = re.sub(r"^\d+_", "", Path(str(notebook)).stem)
+    return stem if stem in LOG_EXPERIMENTS else None
+
+
+def read_runs(csv_path) -> list[dict]:
+    """Rows of the batch's CSV (`python -m dreamflow_utils.batch ... --csv`), [] if missing."""
+    path = Path(csv_path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def print_log() -> None:
+    """Print the log's four experiments and what it reported (deterministic: nbval checks it)."""
+    for name, (c, acc, sec) in LOG_EXPERIMENTS.items():
+        print(f"{name:20s} layout={c.layout:7s} C_s={c.C_s:<3d} N2={c.N2:<3d} T_s={c.T_s} Nep={c.Nep} "
+              f"B={c.B} xi={c.xi}: log {100 * acc:.2f}%, {sec} s/epoch ({c.Nep * sec} s per run)")
+
+
+def _stats(values):
+    values = list(values)
+    if not values:
+        return math.nan, math.nan
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def summarize(rows) -> dict:
+    """Per log experiment (in the log's order): this repo's accuracies and times beside the log's.
+
+    Only finished runs of the log's configuration count: status "ok" and as many
+    per-epoch accuracies as the log's Nep (quick-mode runs train 1 epoch and are excluded).
+    Returns ``{"experiments": [...], "excluded": {reason: count}}``; each experiment is a
+    dict with name, log_accuracy, log_seconds (per run), n, accuracies, mean, sd,
+    seconds, seconds_mean, seconds_sd, seeds (all in % / s).
+    """
+    by_name = {name: [] for name in LOG_EXPERIMENTS}
+    excluded: dict[str, int] = {}
+
+    def skip(reason):
+        excluded[reason] = excluded.get(reason, 0) + 1
+
+    for r in rows:
+        name = experiment_of(r.get("notebook", ""))
+        if name is None:
+            skip("not a log experiment")
+            continue
+        if r.get("status") != "ok":
+            skip("failed")
+            continue
+        epochs = [e for e in (r.get("epoch_accuracies") or "").split(";") if e]
+        if len(epochs) != LOG_EXPERIMENTS[name][0].Nep:
+            skip(f"not {LOG_EXPERIMENTS[name][0].Nep} epochs (quick mode?)")
+            continue
+        by_name[name].append(r)
+    out = []
+    for name, runs in by_name.items():
+        config, log_acc, log_epoch_s = LOG_EXPERIMENTS[name]
+        runs = sorted(runs, key=lambda r: int(r["seed"]))
+        acc = [100 * float(r["test_accuracy"]) for r in runs]
+        secs = [float(r["seconds"]) for r in runs]
+        mean, sd = _stats(acc)
+        s_mean, s_sd = _stats(secs)
+        out.append(dict(name=name, log_accuracy=100 * log_acc, log_seconds=config.Nep * log_epoch_s,
+                        n=len(acc), accuracies=acc, mean=mean, sd=sd, seconds=secs,
+                        seconds_mean=s_mean, seconds_sd=s_sd, seeds=[int(r["seed"]) for r in runs]))
+    return {"experiments": out, "excluded": excluded}
+
+
+def _num(x, fmt):
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def summary_markdown(summary: dict) -> str:
+    """Markdown table: log vs mean ± sd (n), difference, seconds per run vs the log's."""
+    lines = ["| experiment | log | this repo: mean ± sd (n) | difference | seeds | "
+             "seconds per run: this repo | log (10 epochs) | speed-up |",
+             "|---|---:|---:|---:|---|---:|---:|---:|"]
+    for e in summary["experiments"]:
+        diff = e["mean"] - e["log_accuracy"] if e["n"] else math.nan
+        speed = e["log_seconds"] / e["seconds_mean"] if e["n"] else math.nan
+        lines.append(
+            f"| {e['name']} | {e['log_accuracy']:.2f}% | {_num(e['mean'], '.2f')}% ± {_num(e['sd'], '.2f')} ({e['n']}) | "
+            f"{_num(diff, '+.2f')} | {', '.join(f'{a:.2f}' for a in e['accuracies']) or '–'} | "
+            f"{_num(e['seconds_mean'], '.1f')} ± {_num(e['seconds_sd'], '.1f')} s | {e['log_seconds']} s | "
+            f"{_num(speed, '.0f')}× |")
+    return "\n".join(lines)
+
+
+def plot_summary(summary: dict) -> Figure:
+    """Accuracy (log vs mean ± sd, seeds as dots) and seconds per run (log scale), side by side."""
+    exps = summary["experiments"]
+    x = np.arange(len(exps))
+    fig = Figure(figsize=(11, 4.2))
+    ax, at = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    w = 0.38
+    labels = [e["name"].replace("_", "\n", 1) for e in exps]
+    ax.bar(x - w / 2, [e["log_accuracy"] for e in exps], w, color="0.65", label="log (2020, one run)")
+    means = [e["mean"] if e["n"] else 0 for e in exps]
+    sds = [e["sd"] if e["n"] > 1 else 0 for e in exps]
+    ax.bar(x + w / 2, means, w, yerr=sds, capsize=4, color="tab:red", alpha=0.8,
+           label="this repo: mean ± sd over seeds")
+    for i, e in enumerate(exps):
+        if e["accuracies"]:
+            jitter = np.linspace(-0.08, 0.08, len(e["accuracies"]))
+            ax.plot(x[i] + w / 2 + jitter, e["accuracies"], "k.", ms=4, zorder=3)
+        ax.annotate(f"{e['log_accuracy']:.2f}", (x[i] - w / 2, e["log_accuracy"]), ha="center",
+                    va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+        if e["n"]:
+            ax.annotate(f"{e['mean']:.2f}\n(n={e['n']})", (x[i] + w / 2, e["mean"] + (sds[i] or 0)),
+                        ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+    vals = [e["log_accuracy"] for e in exps] + [a for e in exps for a in e["accuracies"]]
+    ax.set_ylim(max(0, min(vals) - 8), min(100, max(vals) + 7))
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("MNIST test accuracy after 10 epochs", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
+    ax.grid(True, axis="y", alpha=0.3)
+
+    at.bar(x - w / 2, [e["log_seconds"] for e in exps], w, color="0.65", label="log (10 x s/epoch)")
+    s_means = [e["seconds_mean"] if e["n"] else np.nan for e in exps]
+    s_sds = [e["seconds_sd"] if e["n"] > 1 else 0 for e in exps]
+    at.bar(x + w / 2, s_means, w, yerr=s_sds, capsize=4, color="tab:blue", alpha=0.8,
+           label="this repo: mean ± sd")
+    at.set_yscale("log")
+    at.set_xticks(x, labels, fontsize=8)
+    at.set_ylabel("seconds per 10-epoch run")
+    at.set_title("time per run (this repo includes per-epoch evaluation)", fontsize=10)
+    at.legend(fontsize=8, loc="upper left")
+    at.grid(True, axis="y", alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+def summary(csv_path, figures_dir=None, name: str = "05_summary") -> dict | None:
+    """Notebook step: table (Markdown) and figure of the batch results in `csv_path`.
+
+    Missing file or no complete run: prints a note (how to produce them) and returns None.
+    """
+    from IPython.display import Markdown, display
+
+    rows = read_runs(csv_path)
+    s = summarize(rows)
+    if not any(e["n"] for e in s["experiments"]):
+        print(f"No complete runs of the log's experiments in {_shown(csv_path)} ({len(rows)} rows)."
+              "\nRun scripts/reproduce.sh (or python -m dreamflow_utils.batch notebooks/0[1-4]_*.ipynb "
+              "--seeds 0-4 --csv results/runs.csv) to produce them.")
+        if s["excluded"]:
+            print("rows left out: " + ", ".join(f"{n} {k}" for k, n in s["excluded"].items()))
+        return None
+    display(Markdown(summary_markdown(s)))
+    if s["excluded"]:
+        print("rows left out: " + ", ".join(f"{n} {k}" for k, n in s["excluded"].items()))
+    show(plot_summary(s), f"{name}_accuracy_time", figures_folder(figures_dir))
+    return s
+
+
+# ----------------------------------------------------------------------------- committed notebooks
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+_ABS_PATH = re.compile(r"(?<![\w.])(/work/|/home/|/tmp/|/root/|/Users/|/private/|/var/folders/|[A-Za-z]:\\\\)")
+
+
+def _html_text(value: str) -> str:
+    value = re.sub(r"(?i)<br\s*/?>", "\n", value or "")
+    return html.unescape(re.sub(r"<[^>]+>", "", value)).replace("\xa0", " ").replace("\u2007", " ").strip()
+
+
+def _widget_text(model_id: str, state: dict, depth: int = 0) -> str:
+    """Plain text of a widget and its children, from saved widget state ('' if unknown)."""
+    model = state.get(model_id)
+    if model is None or depth > 20:
+        return ""
+    name, s = model.get("model_name", ""), model.get("state", {})
+    if name in ("HBoxModel", "VBoxModel", "BoxModel", "GridBoxModel"):
+        parts = [_widget_text(c.removeprefix("IPY_MODEL_"), state, depth + 1) for c in s.get("children", [])]
+        return ("\n" if name == "VBoxModel" else " ").join(p for p in parts if p)
+    if name in ("HTMLModel", "HTMLMathModel", "LabelModel"):
+        return _html_text(s.get("value", "")) or _html_text(s.get("description", ""))
+    if name in ("FloatProgressModel", "IntProgressModel"):
+        lo, hi, v = s.get("min", 0), s.get("max", 100), s.get("value", 0)
+        frac = 0 if hi == lo else max(0.0, min(1.0, (v - lo) / (hi - lo)))
+        return "|" + "█" * round(20 * frac) + " " * (20 - round(20 * frac)) + "|"
+    if name == "ImageModel":
+        return ""
+    return _html_text(s.get("description", ""))
+
+
+def _source_hash(nb) -> str:
+    text = json.dumps([[c.get("cell_type"), "".join(c.get("source", ""))] for c in nb["cells"]])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def clean_notebook(path, rendered: str | None = None) -> list[str]:
+    """Make an executed notebook fit to commit; returns `check_notebook`'s problems.
+
+    Widget outputs become plain text taken from the saved widget state (e.g. the final
+    tqdm line, the live view's header), then ``metadata.widgets`` and the execution
+    metadata (papermill's and timestamps) are dropped. With `rendered` set (e.g. "full"),
+    records it and the cells' source hash in ``metadata.dreamflow`` (used by `render`).
+    """
+    import nbformat
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_VIEW in data:
+                text = _widget_text(data[WIDGET_VIEW].get("model_id", ""), state)
+                out["data"] = {"text/plain": text or "[widget: shown live in JupyterLab, not saved]"}
+    nb.metadata.pop("widgets", None)
+    nb.metadata.pop("papermill", None)
+    if rendered:
+        nb.metadata["dreamflow"] = {"rendered": rendered, "source_sha256": _source_hash(nb)}
+    nbformat.write(nb, path)
+    return check_notebook(path)
+
+
+def check_notebook(path, max_bytes: int = 2_000_000) -> list[str]:
+    """Problems that keep a notebook from being committed: widget state, absolute paths, size."""
+    path = Path(path)
+    problems = []
+    size = path.stat().st_size
+    if size > max_bytes:
+        problems.append(f"{path.name}: {size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB")
+    nb = json.loads(path.read_text())
+    if "widgets" in nb.get("metadata", {}):
+        problems.append(f"{path.name}: metadata.widgets (widget state) present")
+    for i, cell in enumerate(nb.get("cells", [])):
+        for out in cell.get("outputs", []):
+            data = {k: v for k, v in out.get("data", {}).items() if not k.startswith("image/")}
+            if WIDGET_VIEW in data:
+                problems.append(f"{path.name}: cell {i} has a widget output")
+            m = _ABS_PATH.search(json.dumps({**out, "data": data}))
+            if m:
+                problems.append(f"{path.name}: cell {i} output holds an absolute path ({m.group(0)}...)")
+    return problems
+
+
+def render(notebooks, force: bool = False, out_dir=None, jobs: int = 1, timeout: float | None = None) -> int:
+    """Execute notebooks (in place, or into `out_dir`) with papermill and `clean` them.
+
+    In place and in full mode, a notebook whose ``metadata.dreamflow`` says it was
+    rendered in full mode from its current sources is skipped unless `force`. Each
+    notebook runs with its own folder as working directory. Returns the number of failures.
+    """
+    import nbformat
+    import papermill as pm
+    from concurrent.futures import ThreadPoolExecutor
+
+    quick = quick_mode()
+    mode = "quick" if quick else "full"
+
+    def one(nb_path: Path) -> bool:
+        target = Path(out_dir) / nb_path.name if out_dir else nb_path
+        if not force and not out_dir and not quick:
+            nb = nbformat.read(nb_path, as_version=4)
+            meta = nb.metadata.get("dreamflow", {})
+            if meta.get("rendered") == "full" and meta.get("source_sha256") == _source_hash(nb):
+                print(f"{nb_path}: up to date (rendered in full mode from these sources), skipped", flush=True)
+                return True
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.stem}.rendering.ipynb"
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(nb_path), str(tmp), progress_bar=False, log_output=False,
+                                execution_timeout=timeout,
+                                resources={"metadata": {"path": str(nb_path.parent.resolve())}})
+        except Exception as e:
+            failed = repo_root() / "runs" / "render-failed" / target.name  # not next to the notebooks
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                os.replace(tmp, failed)
+            summary_line = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}"
+            print(f"{nb_path}: FAILED after {time.time() - t0:.0f} s: {summary_line}"
+                  + (f" (executed copy: {failed})" if failed.exists() else ""), file=sys.stderr, flush=True)
+            return False
+        problems = clean_notebook(tmp, rendered=None if out_dir else mode)
+        os.replace(tmp, target)
+        print(f"{nb_path}: rendered ({mode}) in {time.time() - t0:.0f} s -> {target}", flush=True)
+        for p in problems:
+            print(f"  warning: {p}", file=sys.stderr, flush=True)
+        return True
+
+    paths = [Path(p) for p in notebooks]
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        ok = list(pool.map(one, paths))
+    return ok.count(False)
+
+
+# ----------------------------------------------------------------------------- command line
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dreamflow_utils.notebook",
+                                description="Notebook helpers: data check, render, clean, check.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("check-data", help="load MNIST ($DREAMFLOW_MNIST or --data); exit 2 with a how-to if missing")
+    d.add_argument("--data", default=None)
+    r = sub.add_parser("render", help="execute notebooks (in place: full mode) and clean them")
+    r.add_argument("notebooks", nargs="+")
+    r.add_argument("--force", action="store_true", help="also re-render notebooks that are up to date")
+    r.add_argument("--out-dir", default=None, help="write executed copies here instead of in place")
+    r.add_argument("--jobs", type=int, default=1)
+    c = sub.add_parser("clean", help="widget state -> text, drop execution metadata")
+    c.add_argument("notebooks", nargs="+")
+    k = sub.add_parser("check", help="report widget state, absolute paths, size > 2 MB")
+    k.add_argument("notebooks", nargs="+")
+    args = p.parse_args(argv)
+    if args.cmd == "check-data":
+        try:
+            data = load_mnist(args.data)
+        except (MnistNotFound, MnistFormatError) as e:
+            print(f"MNIST is not available, so the log cannot be reproduced.\n{e}", file=sys.stderr)
+            return 2
+        print(f"MNIST found: {len(data[0][0])} train / {len(data[1][0])} test images")
+        return 0
+    if args.cmd == "render":
+        return 1 if render(args.notebooks, args.force, args.out_dir, args.jobs) else 0
+    problems = []
+    for nb in args.notebooks:
+        problems += clean_notebook(nb) if args.cmd == "clean" else check_notebook(nb)
+    for prob in problems:
+        print(prob, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The main job: reproduce the whole DreamFlow Local log from a fresh clone.
+#
+#   scripts/reproduce.sh            # or: SEEDS=0-9 JOBS=1 scripts/reproduce.sh
+#
+# 1. creates .venv and installs the package (pip install -e ".[dev]") if needed;
+# 2. checks that MNIST is reachable ($DREAMFLOW_MNIST, default ../shared/data/mnist if it
+#    exists, else Keras' cache); if not, says how to supply it and exits with status 2;
+# 3. runs the log's four experiments (notebooks/01-04) x seeds 0-4 through the papermill
+#    batch: executed notebooks and records in runs/, the table in results/runs.csv;
+#    finished runs are never redone, so rerunning after an interruption resumes;
+# 4. renders notebooks 01-04 in place (full run, seed 0; skipped when already rendered from
+#    the same sources) with their figures in figures/, then notebooks/05_summary.ipynb
+#    (table and figure of results/runs.csv);
+# 5. prints the time it took.
+# With DREAMFLOW_QUICK=1 it is a smoke test instead: 1 epoch on 2000 samples, everything
+# under runs/quick/ (the committed notebooks, figures/ and results/ are left alone).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+SEEDS=${SEEDS:-0-4}
+JOBS=${JOBS:-2}
+PY=.venv/bin/python
+
+if [ ! -x "$PY" ]; then
+    echo "== creating .venv and installing dreamflow_utils"
+    python3 -m venv .venv
+    "$PY" -m pip install --upgrade pip >/dev/null
+    "$PY" -m pip install -e ".[dev]"
+elif ! "$PY" -c "import dreamflow_utils, papermill, nbval" 2>/dev/null; then
+    echo "== installing dreamflow_utils into .venv"
+    "$PY" -m pip install -e ".[dev]"
+fi
+
+if [ -z "${DREAMFLOW_MNIST:-}" ] && [ -d ../shared/data/mnist ]; then
+    DREAMFLOW_MNIST=$(cd ../shared/data/mnist && pwd)
+fi
+[ -n "${DREAMFLOW_MNIST:-}" ] && export DREAMFLOW_MNIST
+echo "== checking MNIST (DREAMFLOW_MNIST=${DREAMFLOW_MNIST:-<not set>})"
+if ! "$PY" -m dreamflow_utils.notebook check-data; then
+    cat >&2 <<'MSG'
+
+The log's experiments need MNIST (the four IDX files train-images-idx3-ubyte.gz,
+train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz,
+or a Keras mnist.npz). Supply it and rerun, e.g.:
+    DREAMFLOW_MNIST=/path/to/mnist scripts/reproduce.sh
+(or put mnist.npz in ~/.keras/datasets/). Nothing was run.
+MSG
+    exit 2
+fi
+
+if [ "${DREAMFLOW_QUICK:-0}" = 1 ]; then
+    echo "== DREAMFLOW_QUICK=1: smoke test, results under runs/quick/ (not a reproduction)"
+    RUNS=runs/quick; CSV=runs/quick/runs.csv; RENDER=(--out-dir runs/quick/notebooks --force)
+else
+    export DREAMFLOW_QUICK=0
+    RUNS=runs; CSV=results/runs.csv; RENDER=()
+fi
+
+echo "== batch: notebooks 01-04 x seeds $SEEDS, $JOBS at a time (records in $RUNS/, table in $CSV)"
+"$PY" -m dreamflow_utils.batch notebooks/0[1-4]_*.ipynb --seeds "$SEEDS" --jobs "$JOBS" \
+    --runs-dir "$RUNS" --csv "$CSV"
+
+echo "== rendering notebooks 01-04 (seed 0) with their figures"
+"$PY" -m dreamflow_utils.notebook render "${RENDER[@]}" --jobs "$JOBS" notebooks/0[1-4]_*.ipynb
+
+echo "== rendering the summary"
+if [ "${DREAMFLOW_QUICK}" = 1 ]; then
+    "$PY" -m papermill notebooks/05_summary.ipynb runs/quick/notebooks/05_summary.ipynb \
+        --cwd notebooks -p csv_path "$(pwd)/$CSV" --no-progress-bar --log-level WARNING
+else
+    "$PY" -m dreamflow_utils.notebook render --force notebooks/05_summary.ipynb
+fi
+
+secs=$(( $(date +%s) - start ))
+printf '== done in %dm%02ds: %s, notebooks/, figures/\n' $((secs / 60)) $((secs % 60)) "$CSV"
