@@ -87,10 +87,11 @@ class LiveView:
         self.last_error: str | None = None
 
         self.header = W.HTML(value="")
+        # hidden until the first epoch is drawn (an empty Image shows a broken-image icon)
         self.tapestry_image = W.Image(value=b"", format="png",
-                                      layout=W.Layout(max_width="100%", height="auto"))
+                                      layout=W.Layout(max_width="100%", height="auto", display="none"))
         self.curve_image = W.Image(value=b"", format="png",
-                                   layout=W.Layout(max_width="480px", height="auto"))
+                                   layout=W.Layout(max_width="480px", height="auto", display="none"))
         self.widget = W.VBox([self.header, self.tapestry_image, self.curve_image])
         self._update_header()
 
@@ -119,6 +120,7 @@ class LiveView:
         try:
             self.tapestry_image.value = self.render_tapestry(_get_w1(weights))
             self.curve_image.value = self.render_curve()
+            self.tapestry_image.layout.display = self.curve_image.layout.display = ""
             self.last_error = None
         except Exception as exc:  # keep the training loop alive
             self.last_error = f"{type(exc).__name__}: {exc}"

@@ -4,11 +4,22 @@
 variants on MNIST and appends one row per (variant, seed) to ``results/symmetry.csv``
 as each run finishes (rows already there are skipped, so an interrupted sweep resumes).
 ``--quick`` runs the named variants on small synthetic data into a scratch CSV (a smoke test).
-``--summarize`` writes ``results/symmetry.md`` (mean +- sd table) and the summary figure.
+``--ladder S,P,MODE,CODE[,METHOD] ...`` probes the saved banks of the best shared variant read
+out at stride S with P x P pooling (``results/symmetry_probes.csv``); ``--translation``
+measures the saved weights (``results/symmetry_translation.csv``, see shift.py) and exports
+the shared banks (``results/symmetry_banks.npz``); ``--summarize`` writes
+``results/symmetry.md`` (mean ± sd tables) and ``figures/symmetry_*.png``.
+
+The full sweep, as run for the committed results (2 shared CPU cores, about 2 hours)::
+
+    python -m dreamflow_utils.symmetry --phase A B C D E F --save-weights /tmp/symw
+    python -m dreamflow_utils.symmetry --save-weights /tmp/symw --seeds 0 1 2 3 4 --ladder 1,3,sum,onehot
+    python -m dreamflow_utils.symmetry --save-weights /tmp/symw --translation --summarize
 
 Columns: variant, family, seed, test_accuracy (end-to-end, DreamFlow's own read-out, or
-the baseline's), probe_accuracy (ridge on the layer-1 "value" codes, see probes.py),
-probe_onehot, probe_dense, vote5 / vote20 (end-to-end with the top-k layer-2 vote),
+the baseline's), probe_accuracy (ridge on the layer-1 "value" codes, see probes.py; for
+shared variants on the layer-2 input, i.e. after pooling / normalisation), probe_onehot
+(the winners as 1), probe_dense (faithful only: all units before the winner-take-all), vote5 / vote20 (end-to-end with the top-k layer-2 vote),
 test_shift1 / test_shift2 (end-to-end on test images moved by a random (dy, dx) in
 [-1, 1]^2 / [-2, 2]^2), seconds (training + the per-epoch test evaluations; baselines:
 fit + predict), probe_seconds, epoch_accuracies (JSON list) and the variant's parameters.
@@ -439,6 +450,15 @@ def analyze_translation(save_root, out, mnist=None, n_test: int = 1000, log=prin
             cfg, arrays = _load_saved(f)
             for trained in ((True, False) if seed == 0 and kind == "faithful" else (True,)):
                 row = {"variant": name, "seed": seed, **translation_row(kind, cfg, arrays, x_test, trained)}
+                rows.append(row)
+                log(row, flush=True)
+            if name == LADDER_SOURCE:  # the same bank, read out as the best probe reads it
+                from .shift import code_shift_similarity
+                codes = lambda a: bank_codes(arrays["W"], a, 1, 3, "sum", "onehot")
+                row = {"variant": name, "seed": seed, "weights": "trained, stride 1, 3x3 sum-pooled one-hot",
+                       "score": 1.0, "score_no_shift": 1.0, "best_shift_fraction": 0.0,
+                       "code_sim_1px": code_shift_similarity(codes, x_test, 1),
+                       "code_sim_2px": code_shift_similarity(codes, x_test, 2)}
                 rows.append(row)
                 log(row, flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,6 @@
 """Tests for dreamflow_utils.live.LiveView (headless: no frontend attached)."""
 from __future__ import annotations
 
-import time
 from typing import NamedTuple
 
 import matplotlib
@@ -87,12 +86,11 @@ def test_liveview_rejects_bad_arguments():
         LiveView(C_s=3, n_epochs=0)
 
 
-def test_liveview_update_is_cheap_for_large_layer():
+def test_liveview_large_layer_stays_small_and_shows_images():
+    """C_s=100 x 9 clusters: the PNG stays small (update time is reported by
+    `view.render_seconds`, ~0.3 s here; speed is not asserted in tests)."""
     view = LiveView(C_s=100, n_epochs=2, log_accuracy=0.7334)
-    w = make_weights(9, 100)
-    view(1, w, 0.70)  # warm-up (font cache etc.)
-    t0 = time.perf_counter()
-    view(2, w, 0.72)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 1.5, elapsed  # ~0.3 s here; generous bound for slow CI machines
+    assert view.tapestry_image.layout.display == "none"  # nothing drawn yet
+    view(1, make_weights(9, 100), 0.70)
+    assert view.tapestry_image.layout.display == "" and view.render_seconds > 0
     assert len(view.tapestry_image.value) < 500_000
