@@ -1,13 +1,18 @@
 """Speed and memory of the engines side by side: `python -m dreamflow_utils.bench`.
 
-For each of the log's four configurations it times training batches (B=100, real MNIST,
-warm-up excluded, best of several repeats) of the reference and the numpy engine in the
-same process, measures each engine's peak memory per batch (tracemalloc) and, with
-`--full`, times complete 10-epoch runs. Writes results/benchmark.md.
+For each of the log's four configurations, in one process on real MNIST (B=100):
+milliseconds per training batch of the reference, the numpy engine and the TensorFlow
+engine (eager, graph = tf.function, XLA = jit_compile; float64 and float32), and the
+peak memory one batch allocates (tracemalloc: numpy's allocations; TF's C++ allocator is
+invisible to it). numpy and TF are timed in interleaved rounds, so they share whatever
+load the machine has; each number is the best round after a warm-up batch (tracing and
+XLA compilation excluded). `--full` also times complete 10-epoch runs.
+Writes results/benchmark.md and results/benchmark.csv.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import platform
 import time
 import tracemalloc
@@ -21,34 +26,60 @@ from .experiments import LOG_EXPERIMENTS
 from .model import init_weights
 from .train import train
 
+# column name -> (config changes, compiled); numpy first: the ratios are against it
+VARIANTS = {
+    "numpy": ({}, True),
+    "TF graph f64": ({"engine": "tensorflow"}, True),
+    "TF XLA f64": ({"engine": "tensorflow", "jit_compile": True}, True),
+    "TF graph f32": ({"engine": "tensorflow", "dtype": "float32"}, True),
+    "TF XLA f32": ({"engine": "tensorflow", "dtype": "float32", "jit_compile": True}, True),
+    "TF eager f64": ({"engine": "tensorflow"}, False),
+}
 
-def ms_per_batch(config, x, y, n_batches, repeats=3):
-    """Best-of-`repeats` milliseconds per training batch after one warm-up batch."""
-    engine = make_engine(config, init_weights(config))
-    B = config.B
-    engine.train_batches(x[:B], y[:B])
-    best = float("inf")
+
+def build(config, changes=None, compiled=True):
+    config = config.replace(**(changes or {}))
+    if config.engine == "tensorflow" and not compiled:
+        from .engines.tensorflow_engine import TensorFlowEngine
+        return TensorFlowEngine(config, init_weights(config), compiled=False)
+    return make_engine(config, init_weights(config))
+
+
+def timed(engine, x, y, n_batches) -> float:
+    """Milliseconds per batch of one `train_batches` call over n_batches batches."""
+    n = n_batches * engine.config.B
+    t = time.perf_counter()
+    engine.train_batches(x[:n], y[:n])
+    engine.weights()  # TF: waits for queued work
+    return 1000 * (time.perf_counter() - t) / n_batches
+
+
+def interleaved(engines, x, y, n_batches, repeats, slow=()) -> list[float]:
+    """Best ms per batch of each engine over `repeats` rounds that visit every engine
+    (engines in `slow` run 2 batches per round, 2 rounds)."""
+    for e in engines:
+        timed(e, x, y, 1)  # warm-up: tracing, XLA compilation
+    best = [float("inf")] * len(engines)
     for r in range(repeats):
-        lo = (1 + r * n_batches) * B
-        t = time.perf_counter()
-        engine.train_batches(x[lo:lo + n_batches * B], y[lo:lo + n_batches * B])
-        best = min(best, (time.perf_counter() - t) / n_batches * 1e3)
+        for i, e in enumerate(engines):
+            if i not in slow or r < 2:
+                best[i] = min(best[i], timed(e, x, y, 2 if i in slow else n_batches))
     return best
 
 
-def peak_mib(config, x, y):
+def peak_mib(engine, x, y) -> float:
     """Peak memory (MiB) allocated while the engine trains one batch, weights excluded."""
-    engine = make_engine(config, init_weights(config))
-    engine.train_batches(x[:config.B], y[:config.B])
+    B = engine.config.B
+    engine.train_batches(x[:B], y[:B])
     tracemalloc.start()
-    engine.train_batches(x[config.B:2 * config.B], y[config.B:2 * config.B])
+    engine.train_batches(x[B:2 * B], y[B:2 * B])
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak / 2**20
 
 
 def blas() -> str:
-    libs = [f"{i['internal_api']} {i.get('version', '')} ({i['num_threads']} threads, {i.get('architecture', '?')})"
+    libs = [f"{i['internal_api']} {i.get('version', '')} ({i.get('architecture', '?')})"
             for i in threadpool_info() if i["user_api"] == "blas"]
     return ", ".join(libs) or "unknown"
 
@@ -56,25 +87,41 @@ def blas() -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="MNIST location (default: DREAMFLOW_MNIST / Keras)")
-    p.add_argument("--batches", type=int, default=100, help="numpy batches per timing repeat")
-    p.add_argument("--ref-batches", type=int, default=3, help="reference batches per timing repeat")
+    p.add_argument("--batches", type=int, default=50, help="batches per timing round")
+    p.add_argument("--repeats", type=int, default=5, help="timing rounds")
+    p.add_argument("--no-tf", action="store_true", help="skip the TensorFlow engine")
     p.add_argument("--full", action="store_true", help="also time full 10-epoch runs of all four experiments")
     p.add_argument("--out", default="results/benchmark.md")
     args = p.parse_args(argv)
     (x, y), test = load_mnist(args.data)
-    lines = ["# Benchmark", "",
-             f"Machine: {platform.processor() or platform.machine()}, {platform.python_version()}, "
-             f"BLAS: {blas()}. ms per training batch (B=100, real MNIST, best of 3 repeats after warm-up); "
-             "peak = memory allocated during one batch (tracemalloc).", "",
-             "| experiment | reference ms/batch | numpy ms/batch | speed-up | reference peak MiB | numpy peak MiB | memory ratio |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    variants = {k: v for k, v in VARIANTS.items() if not (args.no_tf and v[0].get("engine"))}
+    cols = ["reference", *variants]
+    rows = []
     for name, (config, _, _) in LOG_EXPERIMENTS.items():
-        ref_cfg = config.replace(engine="reference")
-        ref = ms_per_batch(ref_cfg, x, y, args.ref_batches, repeats=2)
-        fast = ms_per_batch(config, x, y, args.batches)
-        ref_mem, fast_mem = peak_mib(ref_cfg, x, y), peak_mib(config, x, y)
-        lines.append(f"| {name} | {ref:.1f} | {fast:.2f} | {ref / fast:.0f}x | {ref_mem:.1f} | {fast_mem:.2f} | {ref_mem / fast_mem:.0f}x |")
-        print(lines[-1], flush=True)
+        ref = build(config, {"engine": "reference"})
+        engines = [build(config, *v) for v in variants.values()]
+        ms = [min(timed(ref, x, y, 2) for _ in range(2))]
+        ms += interleaved(engines, x, y, args.batches, args.repeats,
+                          slow={i for i, v in enumerate(variants.values()) if not v[1]})
+        rows.append({"experiment": name, **{f"{c} ms": round(m, 3) for c, m in zip(cols, ms)},
+                     "reference peak MiB": round(peak_mib(ref, x, y), 1),
+                     "numpy peak MiB": round(peak_mib(engines[0], x, y), 2)})
+        print(rows[-1], flush=True)
+    lines = ["# Benchmark", "",
+             f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}, "
+             f"BLAS {blas()}: the reference runs BLAS on its default threads, the numpy engine on 1 "
+             f"(see engines/numpy_engine.py). ms per training batch (B=100, real MNIST), best of "
+             f"{args.repeats} interleaved rounds of {args.batches} batches after a warm-up "
+             "(reference and TF eager: 2 batches). Ratios in brackets: time relative to numpy.", "",
+             "| experiment | " + " | ".join(f"{c} ms/batch" for c in cols)
+             + " | numpy speed-up over reference | reference peak MiB | numpy peak MiB | memory ratio |",
+             "|---|" + "---:|" * (len(cols) + 4)]
+    for r in rows:
+        t = [r[f"{c} ms"] for c in cols]
+        cells = [f"{t[0]:.0f}", f"{t[1]:.2f}"] + [f"{v:.2f} ({v / t[1]:.1f}x)" for v in t[2:]]
+        lines.append(f"| {r['experiment']} | " + " | ".join(cells) + f" | **{t[0] / t[1]:.0f}x** | "
+                     f"{r['reference peak MiB']:.0f} | {r['numpy peak MiB']:.2f} | "
+                     f"{r['reference peak MiB'] / r['numpy peak MiB']:.0f}x |")
     if args.full:
         lines += ["", "Full runs (numpy engine, 60,000 samples x 10 epochs, test evaluation after every epoch):", "",
                   "| experiment | seconds | test accuracy (seed 0) | log's seconds (10 epochs) |", "|---|---:|---:|---:|"]
@@ -85,9 +132,14 @@ def main(argv=None):
             lines.append(f"| {name} | {r.seconds:.1f} | {100 * r.test_accuracy:.2f}% | {10 * log_epoch_s} |")
             print(lines[-1], flush=True)
         lines.append(f"| **all four** | **{total:.1f}** | | {10 * sum(e[2] for e in LOG_EXPERIMENTS.values())} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ from dreamflow_utils import Config, init_weights, train  # noqa: E402
 from dreamflow_utils.engines import make_engine  # noqa: E402
 from dreamflow_utils.engines.numpy_engine import NumpyEngine  # noqa: E402
 from dreamflow_utils.engines.reference import ReferenceEngine  # noqa: E402
-from dreamflow_utils.engines.tensorflow_engine import (TensorFlowEngine, _argmax_first,  # noqa: E402
-                                                       time_tensorflow)
+from dreamflow_utils.engines.tensorflow_engine import TensorFlowEngine, _argmax_first  # noqa: E402
+from dreamflow_utils.bench import VARIANTS, build, interleaved  # noqa: E402
 from dreamflow_utils.layouts import patch_indices  # noqa: E402
 from dreamflow_utils.model import Weights  # noqa: E402
 
@@ -222,7 +222,9 @@ def test_train_end_to_end(data):
     assert "tensorflow" in got.record()["versions"]
 
 
-def test_time_tensorflow(data):
+def test_benchmark_builds_and_times_every_variant(data):
     (x, y), _ = data
-    ms = time_tensorflow(Config(layout="block", C_s=3, N2=5, B=10), x, y, n_batches=5, repeats=1)
-    assert 0 < ms < 1e4
+    config = Config(layout="block", C_s=3, N2=5, B=10)
+    engines = [build(config, *v) for v in VARIANTS.values()]
+    ms = interleaved(engines, x, y, n_batches=3, repeats=1, slow={len(engines) - 1})
+    assert len(ms) == len(VARIANTS) and all(0 < m < 1e4 for m in ms)

@@ -20,14 +20,14 @@ included, in `config.dtype` ("float64" matches numpy to ~1e-15; "float32" is an 
   rows/cols 0..26, the overlap layout's 2x2 grid rows/cols 4..21; checked against
   `layouts.patch_indices` at construction). Nothing of size B x L x N1 (or B x N1 x N2)
   is ever formed.
-- TensorFlow is imported lazily (on the first engine or `configure_threads` call);
-  the module changes no global TF state unless `configure_threads` is called.
+- TensorFlow is imported lazily (on the first engine); the module changes no global
+  TF state (TF's default thread pools measured the same as 1 or 2 threads here).
 - Runs on a GPU when TF sees one and on the CPU otherwise (TF's default placement;
   untested on a GPU). On a GPU, `unsorted_segment_sum` adds with atomics, so results
   can differ from numpy's in the last bits (run to run too).
 
-Speed on the 2-core development CPU (B=100, MNIST; `python -m
-dreamflow_utils.engines.tensorflow_engine` prints the table): graph mode runs about as
+Speed on the 2-core development CPU (B=100, MNIST; `python -m dreamflow_utils.bench`
+prints the table): graph mode runs about as
 fast as the numpy engine (0.6-1.2x its time per batch), XLA (`jit_compile=True`) in
 0.3-0.8x, float32 roughly halves TF's time again; eager TF is 10-20x slower than numpy
 (one Python dispatch per op, ~240 ops per batch). XLA compiles for 3-10 s per engine.
@@ -36,7 +36,6 @@ the same test predictions on the log's block C_s=10 N2=100 seed 0.
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
@@ -58,24 +57,6 @@ def _tf():
         import tensorflow as tf
         _tf_module = tf
     return _tf_module
-
-
-def configure_threads(intra_op: int | None = None, inter_op: int | None = None) -> bool:
-    """Set TF's CPU thread pools, process-wide. TF accepts this only before its runtime
-    starts (before the first op, e.g. the first engine); returns False, changing
-    nothing, when it is too late. The engine never calls it: it is global state that
-    other TF code in the process would share. On the 2-core development machine
-    (shared with other jobs) TF's defaults and (1, 1) / (1, 2) measured the same within
-    the noise, so there is no recommended setting; it is here for such experiments."""
-    tf = _tf()
-    try:
-        if intra_op is not None:
-            tf.config.threading.set_intra_op_parallelism_threads(int(intra_op))
-        if inter_op is not None:
-            tf.config.threading.set_inter_op_parallelism_threads(int(inter_op))
-    except RuntimeError:
-        return False
-    return True
 
 
 class TensorFlowEngine:
@@ -324,96 +305,3 @@ def _argmax_first(a):
     TF 2.3, on TF and XLA CPU/GPU/TPU alike); tests/test_tensorflow_engine.py checks it
     against numpy on many ties, -0.0 == 0.0 included."""
     return _tf().math.argmax(a, axis=-1, output_type=_tf().int32)
-
-
-# -- benchmarking ------------------------------------------------------------------------
-
-def time_tensorflow(config: Config, x, y, n_batches: int = 50, repeats: int = 5,
-                    compiled: bool = True, weights: Weights | None = None) -> float:
-    """ms per training batch of a TensorFlowEngine for `config` (its dtype and
-    jit_compile; `compiled=False` times eager TF) on the first n_batches * B samples of
-    (x, y), input conversion included: one warm-up batch first (tracing / XLA
-    compilation excluded), then the minimum over `repeats` timed calls."""
-    from ..model import init_weights
-    cfg = config if config.engine == "tensorflow" else config.replace(engine="tensorflow")
-    engine = TensorFlowEngine(cfg, weights if weights is not None else init_weights(cfg), compiled=compiled)
-    engine.train_batches(x[:cfg.B], y[:cfg.B])  # warm-up: tracing / XLA compilation
-    return min(_timed(engine, x, y, n_batches) for _ in range(repeats))
-
-
-def benchmark_rows(configs, x, y, n_batches: int = 20, repeats: int = 10,
-                   variants=("numpy", "eager", "graph", "xla"), dtypes=("float64", "float32"),
-                   eager_batches: int = 2) -> list[dict]:
-    """ms per training batch of the numpy engine and the TF engine's variants ("eager":
-    op by op, "graph": tf.function, "xla": tf.function(jit_compile=True)) in each of
-    `dtypes`, for each config. All engines of a config are warmed up, then timed in
-    interleaved rounds (so they share the machine's load alike); each row is the best
-    of `repeats` rounds of n_batches batches (eager: eager_batches, at most 3 rounds).
-    Rows: {"layout", "C_s", "N2", "B", "engine", "variant", "dtype", "ms_per_batch"}."""
-    from ..model import init_weights
-    from .numpy_engine import NumpyEngine
-    rows = []
-    for cfg in configs:
-        cfg = cfg.replace(engine="numpy", dtype="float64", jit_compile=False)
-        w = init_weights(cfg)
-        engines = []
-        for v in variants:
-            if v == "numpy":
-                engines.append(({"engine": "numpy", "variant": "numpy", "dtype": "float64"}, NumpyEngine(cfg, w)))
-                continue
-            for dt in dtypes:
-                tcfg = cfg.replace(engine="tensorflow", dtype=dt, jit_compile=v == "xla")
-                engines.append(({"engine": "tensorflow", "variant": v, "dtype": dt},
-                                TensorFlowEngine(tcfg, w, compiled=v != "eager")))
-        best = [float("inf")] * len(engines)
-        for r in range(repeats):
-            for i, (meta, e) in enumerate(engines):
-                eager = meta["variant"] == "eager"
-                if r == 0:
-                    e.train_batches(x[:cfg.B], y[:cfg.B])  # warm-up
-                if not eager or r < 3:
-                    best[i] = min(best[i], _timed(e, x, y, eager_batches if eager else n_batches))
-        rows += [{"layout": cfg.layout, "C_s": cfg.C_s, "N2": cfg.N2, "B": cfg.B, **meta, "ms_per_batch": ms}
-                 for (meta, _), ms in zip(engines, best)]
-    return rows
-
-
-def _timed(engine, x, y, n_batches):
-    """ms per batch of one train_batches call on the first n_batches batches of x."""
-    n = n_batches * engine.config.B
-    if len(x) < n:
-        raise ValueError(f"need {n} samples for {n_batches} batches of {engine.config.B}, got {len(x)}")
-    t = time.perf_counter()
-    engine.train_batches(x[:n], y[:n])
-    if isinstance(engine, TensorFlowEngine):
-        engine.w2[0, 0].numpy()  # waits for queued (GPU) work
-    return 1000 * (time.perf_counter() - t) / n_batches
-
-
-def main(argv=None):
-    """`python -m dreamflow_utils.engines.tensorflow_engine [--data DIR]`: the log's four
-    configurations, numpy vs TF variants, as a markdown table."""
-    import argparse
-    from ..data import load_mnist
-    p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
-    p.add_argument("--data", default=None, help="MNIST location (default: DREAMFLOW_MNIST / Keras)")
-    p.add_argument("--batches", type=int, default=20)
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--threads", default=None, help="intra,inter for configure_threads (default: TF's)")
-    args = p.parse_args(argv)
-    if args.threads:
-        configure_threads(*map(int, args.threads.split(",")))
-    (x, y), _ = load_mnist(args.data)
-    configs = [Config(layout="overlap", C_s=10, N2=100), Config(layout="block", C_s=10, N2=100),
-               Config(layout="block", C_s=20, N2=200), Config(layout="block", C_s=100, N2=100)]
-    print("| config | numpy | " + " | ".join(f"TF {v} {d}" for v in ("eager", "graph", "xla")
-                                             for d in ("float64", "float32")) + " |")
-    print("|---" * 8 + "|")
-    for cfg in configs:
-        rows = benchmark_rows([cfg], x, y, args.batches, args.repeats)
-        print(f"| {cfg.layout} C_s={cfg.C_s} N2={cfg.N2} | " + " | ".join(f"{r['ms_per_batch']:.2f}" for r in rows)
-              + " |", flush=True)
-
-
-if __name__ == "__main__":
-    main()
