@@ -70,6 +70,19 @@ def summary_table(rows) -> str:
     return "\n".join(out)
 
 
+def paired_difference_table(base, other, label) -> str:
+    """Markdown: per experiment, mean ± sd over seeds of (other - base) accuracy, same seeds."""
+    acc = {(r["experiment"], int(r["seed"])): 100 * float(r["test_accuracy"]) for r in base}
+    out = [f"| experiment | {label} minus the log's rule: mean ± sd (n seeds) | per seed |", "|---|---:|---|"]
+    for name in LOG_EXPERIMENTS:
+        d = [100 * float(r["test_accuracy"]) - acc[(name, int(r["seed"]))] for r in other
+             if r["experiment"] == name and (name, int(r["seed"])) in acc]
+        if len(d) > 1:
+            out.append(f"| {name} | {statistics.mean(d):+.2f} ± {statistics.stdev(d):.2f} ({len(d)}) | "
+                       + ", ".join(f"{x:+.2f}" for x in d) + " |")
+    return "\n".join(out)
+
+
 def parse_seeds(text: str) -> list[int]:
     if "-" in text:
         lo, hi = map(int, text.split("-"))
@@ -105,6 +118,9 @@ def main(argv=None):
             write_rows(args.csv, rows)
             print(f"{row['experiment']} seed {row['seed']}: {100 * row['test_accuracy']:.2f}% in {row['seconds']} s", flush=True)
     table = summary_table(read_rows(args.csv))
+    if args.wta == "cluster" and Path("results/reproduction.csv").exists():
+        table += "\n\n" + paired_difference_table(read_rows("results/reproduction.csv"), read_rows(args.csv),
+                                                   'wta="cluster"')
     Path(args.csv).with_suffix(".md").write_text(table + "\n")
     print(table)
 

@@ -577,9 +577,11 @@ def plot_readout(table, rows, title="Where is the accuracy lost? (faithful layou
         m = [100 * by[n][c][0] if by[n].get(c) else np.nan for n in logs]
         sd = [100 * (by[n][c][1] or 0) if by[n].get(c) else 0 for n in logs]
         ax.bar(np.arange(len(logs)) + (i - 1.5) * w, m, w, yerr=sd, label=lab)
-    for name, style in (("ridge on pixels", ":"), ("logistic regression on pixels", "-.")):
+    for name, style in (("ridge on pixels", ":"), ("logistic regression on pixels", "-."),
+                        ("k-means N2=200 on pixels", "--")):
         if name in by:
-            ax.axhline(100 * by[name]["test_accuracy"][0], color="k", ls=style, lw=1, label=name)
+            ax.axhline(100 * by[name]["test_accuracy"][0], color="k" if "k-means" not in name else "tab:purple",
+                       ls=style, lw=1, label=name)
     ax.axhline(100 * LOG_ACCURACY, color="r", ls="--", lw=1, label="log's 73.34%")
     ax.set_xticks(np.arange(len(logs)), [n.replace("log ", "") for n in logs], fontsize=8)
     ax.set_ylim(50, 100)

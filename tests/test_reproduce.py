@@ -31,3 +31,10 @@ def test_log_experiments_are_the_logs():
         "block_Cs20_N2200": ("block", 20, 200, 60000, 10, 100, 0.01, 0.7334),
         "block_Cs100_N2100": ("block", 100, 100, 60000, 10, 100, 0.01, 0.682),
     }
+
+
+def test_paired_difference_table():
+    base = [{"experiment": "block_Cs10_N2100", "seed": s, "test_accuracy": a} for s, a in ((0, 0.68), (1, 0.70))]
+    other = [{"experiment": "block_Cs10_N2100", "seed": s, "test_accuracy": a} for s, a in ((0, 0.69), (1, 0.70))]
+    table = reproduce.paired_difference_table(base, other, "x")
+    assert "| block_Cs10_N2100 | +0.50 ± 0.71 (2) | +1.00, +0.00 |" in table

@@ -1,0 +1,65 @@
+"""Tests for dreamflow_utils.engine_story (notebook 09's helpers), numpy and reference only (no TF)."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from dreamflow_utils import Config
+from dreamflow_utils import engine_story as S
+from helpers import synthetic_data
+
+SMALL = Config(layout="block", C_s=3, N2=7, B=20, T_s=200, Nep=2)
+CPU_VARIANTS = {"numpy": ({}, True), "reference": ({"engine": "reference"}, True)}
+
+
+def test_log_ms_per_batch_from_the_logs_tqdm_lines():
+    assert S.LOG_MS_PER_BATCH == pytest.approx({"overlap_Cs10_N2100": 110, "block_Cs10_N2100": 75,
+                                                "block_Cs20_N2200": 101000 / 600, "block_Cs100_N2100": 750})
+
+
+def test_compare_engines_numpy_vs_reference():
+    data = synthetic_data(300, 50)
+    rows = S.compare_engines(SMALL, data, CPU_VARIANTS)
+    assert [r["variant"] for r in rows] == ["numpy", "reference"]
+    assert rows[0]["max_dw"] == 0 and rows[0]["n_differ"] == 0
+    assert rows[1]["max_dw"] <= 1e-9 and rows[1]["n_differ"] == 0
+    assert rows[0]["accuracy"] == rows[1]["accuracy"] and len(rows[1]["predictions"]) == 50
+    md = S.equality_markdown(rows, 20)
+    assert md.count("\n") == 3 and "| reference |" in md and "0 of 50" in md
+
+
+def test_live_timing_table():
+    data = synthetic_data(100, 10)
+    table = S.live_timing(data, {"block_Cs10_N2100": SMALL}, {"numpy": ({}, True)}, n_batches=2, rounds=1)
+    assert list(table) == ["block_Cs10_N2100"] and set(table["block_Cs10_N2100"]) == {"reference", "numpy"}
+    assert all(0 < v < 1e4 for v in table["block_Cs10_N2100"].values())
+
+
+def test_read_benchmark(tmp_path):
+    assert S.read_benchmark(tmp_path / "missing.csv") == {}
+    path = tmp_path / "benchmark.csv"
+    path.write_text("experiment,reference ms,numpy ms,TF graph f64 ms,reference peak MiB,numpy peak MiB\n"
+                    "block_Cs10_N2100,300.5,8.2,,120.0,0.5\n"
+                    "block_Cs100_N2100,2900,40,35.5,900,3\n")
+    assert S.read_benchmark(path) == {"block_Cs10_N2100": {"reference": 300.5, "numpy": 8.2},
+                                      "block_Cs100_N2100": {"reference": 2900, "numpy": 40, "TF graph f64": 35.5}}
+
+
+def test_speed_markdown_and_figure():
+    table = {"block_Cs10_N2100": {"reference": 300.0, "numpy": 10.0, "TF graph f64": 5.0},
+             "block_Cs100_N2100": {"reference": 3000.0, "numpy": 40.0}}
+    md = S.speed_markdown(table)
+    assert md.splitlines()[0] == ("| experiment | log (2020 machine) ms | reference ms | numpy ms | "
+                                  "TF graph f64 ms |")
+    assert "| block_Cs10_N2100 | 75.0 (7.5×) | 300 (30.0×) | 10.0 (1.0×) | 5.00 (0.5×) |" in md
+    assert md.rstrip().endswith("| 40.0 (1.0×) | – |")
+    fig = S.plot_speeds([("committed", table), ("live", {"block_Cs10_N2100": table["block_Cs10_N2100"]})])
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert all(ax.get_yscale() == "log" for ax in fig.axes)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["log (2020 machine)", "reference", "numpy", "TF graph f64"]
