@@ -347,6 +347,10 @@ def probe_ladder(W, data, settings, source="", seed=0, out=None, log=print) -> l
 
 
 LADDER_SOURCE = "shared s4 C20 N2000 norm xi=0.05"
+TRANSLATION_VARIANTS = ("log overlap C10 N100", "log block C10 N100", "log block C20 N200", "log block C100 N100",
+                        "block C20 N200 shift2", "shared block C20 N200", "shared s4 C20 N200", LADDER_SOURCE)
+
+
 
 
 def run_ladder(save_root, data, out, seeds=(0, 1, 2, 3, 4), settings=(("4", "1", "max", "value"),),
@@ -611,9 +615,11 @@ def plot_readout(table, rows, title="Where is the accuracy lost? (faithful layou
     return fig
 
 
-def plot_translation(trows, title="Does it find the symmetry?"):
+def plot_translation(trows, title="Does it find the symmetry?", variants=TRANSLATION_VARIANTS):
     """Translation-copy score of layer-1 detectors and code similarity under 1-2 px shifts."""
     from matplotlib.figure import Figure
+    trows = [r for r in trows if variants is None or r["variant"] in variants]
+    trows.sort(key=lambda r: variants.index(r["variant"]) if variants else 0)
     groups = {}
     for r in trows:
         key = r["variant"] + ("" if r["weights"] == "trained" else " (untrained)")
@@ -675,9 +681,13 @@ def _group_markdown(rows, keys, cols, labels=None, scale=None) -> str:
     return "\n".join(lines)
 
 
-def translation_markdown(path=RESULTS / "symmetry_translation.csv") -> str:
-    """Mean ± sd per (variant, weights) of the translation measurements (see shift.py)."""
-    return _group_markdown(read_rows(path), ("variant", "weights"),
+def translation_markdown(path=RESULTS / "symmetry_translation.csv", variants=TRANSLATION_VARIANTS) -> str:
+    """Mean ± sd per (variant, weights) of the translation measurements (see shift.py).  The other
+    faithful block C_s=20 variants share the log's layer 1 exactly (layer 1 learns independently of
+    layer 2 and draws its initial weights first), so they are left out by default."""
+    rows = [r for r in read_rows(path) if variants is None or r["variant"] in variants]
+    rows.sort(key=lambda r: variants.index(r["variant"]) if variants else 0)
+    return _group_markdown(rows, ("variant", "weights"),
                            ("score_no_shift", "score", "code_sim_1px", "code_sim_2px"),
                            ("detector match, no shift", "detector match, shifts <= 2 px",
                             "code cosine, 1 px shift", "code cosine, 2 px shift"))
