@@ -622,10 +622,13 @@ def plot_translation(trows, title="Does it find the symmetry?", variants=TRANSLA
     trows.sort(key=lambda r: variants.index(r["variant"]) if variants else 0)
     groups = {}
     for r in trows:
-        key = r["variant"] + ("" if r["weights"] == "trained" else " (untrained)")
+        w = r["weights"]
+        key = r["variant"] + ("" if w == "trained" else " (untrained)" if w == "initial"
+                              else " (" + w.replace("trained, ", "read out at ") + ")")
         groups.setdefault(key, []).append(r)
     names = list(groups)
     fig = Figure(figsize=(12, 0.3 * len(names) + 2))
+    legend = {"score_no_shift": "no shift", "score": "shifts <= 2 px", "code_sim_1px": "1 px", "code_sim_2px": "2 px"}
     for i, (cols, lab) in enumerate(((("score_no_shift", "score"), "detector match across positions"),
                                      (("code_sim_1px", "code_sim_2px"), "code cosine: image vs shifted copy"))):
         ax = fig.add_subplot(1, 2, i + 1)
@@ -633,7 +636,7 @@ def plot_translation(trows, title="Does it find the symmetry?", variants=TRANSLA
         for j, c in enumerate(cols):
             m = [np.mean([float(r[c]) for r in groups[n]]) for n in names]
             sd = [np.std([float(r[c]) for r in groups[n]]) for n in names]
-            ax.barh(yy + (j - 0.5) * 0.4, m, 0.4, xerr=sd, label=c)
+            ax.barh(yy + (j - 0.5) * 0.4, m, 0.4, xerr=sd, label=legend[c])
         ax.set_yticks(yy, names if i == 0 else [""] * len(names), fontsize=7)
         ax.set_xlim(0, 1)
         ax.set_title(lab, fontsize=9)
