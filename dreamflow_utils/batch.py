@@ -19,7 +19,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 import traceback
 import warnings
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import papermill as pm
 from tqdm.auto import tqdm
+
+from .files import atomic_write
 
 RESERVED = {"seed", "record_path"}  # set by the batch, not by --param/--grid
 CSV_HEAD = ["notebook", "run_id", "seed", "test_accuracy", "seconds", "status", "error"]
@@ -127,13 +128,6 @@ def _fsync_replace(tmp, path):
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
-def _atomic_write(path, text):
-    """Write via a temp file in the same folder, so `path` is always either old or complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    tmp.write_text(text)
-    _fsync_replace(tmp, path)
-
 def _load(path):
     """A JSON file's content, or None if it is missing or unreadable."""
     try:
@@ -181,7 +175,7 @@ def execute(run, runs_dir="runs", kernel_name=None, cwd=None, declared=None):
     record.update(wall_seconds=round(time.time() - t0, 3), finished=_now(),
                   output_notebook=str(out) if out.exists() else None)
     record |= {k: v for k, v in result.items() if k not in record}
-    _atomic_write(folder / f"{rid}.json", json.dumps(record, indent=2, default=str))
+    atomic_write(folder / f"{rid}.json", json.dumps(record, indent=2, default=str))
     result_path.unlink(missing_ok=True)  # its content now lives in the record
     return record
 
@@ -235,7 +229,7 @@ def collect(runs_dir="runs", csv="results/runs.csv"):
     for r in records:
         epochs = ";".join(map(str, r.get("epoch_accuracies") or []))
         writer.writerow({**r.get("params", {}), **r, "epoch_accuracies": epochs})
-    _atomic_write(Path(csv), buf.getvalue())
+    atomic_write(Path(csv), buf.getvalue())
     return records
 
 # -----------------------------------------------------------------------------

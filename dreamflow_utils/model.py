@@ -1,15 +1,15 @@
 """The model's weights: initialisation as in the log, save and load."""
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from .config import Config
+from .files import atomic_write
 from .layouts import PATCH, SIDE, patch_indices
 
 N_CLASSES = 10
@@ -41,18 +41,10 @@ def init_weights(config: Config) -> Weights:
 
 def save_weights(path, weights: Weights, config: Config | None = None) -> Path:
     """Write weights (and the config as JSON) to an .npz, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     extra = {"config": np.array(json.dumps(config.to_dict()))} if config else {}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **weights._asdict(), **extra)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    buf = io.BytesIO()
+    np.savez(buf, **weights._asdict(), **extra)
+    return atomic_write(path, buf.getvalue())
 
 
 def load_weights(path) -> tuple[Weights, Config | None]:

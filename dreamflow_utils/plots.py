@@ -18,12 +18,13 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from .files import atomic_write
 
 __all__ = [
     "IMAGE_SIDE",
@@ -376,23 +377,7 @@ def save_figure(fig: Figure, name: str, folder: str | os.PathLike = "figures",
     path = Path(folder) / name
     if path.suffix.lower() != ".png":
         path = path.with_name(path.name + ".png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = figure_to_png(fig, dpi=dpi, max_bytes=max_bytes)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return atomic_write(path, figure_to_png(fig, dpi=dpi, max_bytes=max_bytes))
 
 
 def show_png(path: str | os.PathLike) -> None:

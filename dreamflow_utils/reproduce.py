@@ -11,14 +11,13 @@ import argparse
 import csv
 import io
 import json
-import os
 import statistics
-import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from .data import load_mnist
 from .experiments import LOG_EXPERIMENTS
+from .files import atomic_write
 from .train import train
 
 FIELDS = ["experiment", "seed", "test_accuracy", "epoch_accuracies", "seconds", "config", "versions", "started"]
@@ -47,11 +46,7 @@ def write_rows(path, rows):
     w = csv.DictWriter(buf, FIELDS, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, suffix=".csv.tmp")
-    with os.fdopen(fd, "w", newline="") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
 
 
 def summary_table(rows) -> str:

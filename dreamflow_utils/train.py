@@ -3,9 +3,7 @@ and a result that records everything needed to repeat the run."""
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,6 +15,7 @@ import numpy as np
 from .config import Config
 from .data import validate_data
 from .engines import make_engine
+from .files import atomic_write
 from .model import Weights, init_weights, save_weights
 
 Callback = Callable[[int, Weights, float], None]
@@ -104,16 +103,4 @@ def versions(engine: str = "numpy") -> dict:
 
 
 def write_json_atomic(path, obj) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, json.dumps(obj, indent=1))

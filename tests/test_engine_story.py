@@ -5,7 +5,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
