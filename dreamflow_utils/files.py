@@ -1,6 +1,7 @@
 """Atomic file writes: a reader (or an interrupted run) never sees a half-written file."""
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from pathlib import Path
@@ -23,3 +24,12 @@ def atomic_write(path, data: str | bytes) -> Path:
         os.unlink(tmp)
         raise
     return path
+
+
+def read_csv_rows(path) -> list[dict]:
+    """A CSV file's rows as dicts; [] if the file does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

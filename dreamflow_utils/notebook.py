@@ -37,7 +37,6 @@ place in full mode and ``clean``; skips notebooks already rendered from the same
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import html
 import json
@@ -58,6 +57,7 @@ from . import plots
 from .config import Config
 from .data import MnistFormatError, MnistNotFound, load_digits_demo, load_mnist
 from .experiments import LOG_EXPERIMENTS
+from .files import read_csv_rows
 from .model import init_weights
 
 __all__ = [
@@ -313,13 +313,7 @@ def experiment_of(notebook) -> str | None:
     return stem if stem in LOG_EXPERIMENTS else None
 
 
-def read_runs(csv_path) -> list[dict]:
-    """Rows of the batch's CSV (`python -m dreamflow_utils.batch ... --csv`), [] if missing."""
-    path = Path(csv_path)
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+read_runs = read_csv_rows  # rows of the batch's CSV (`python -m dreamflow_utils.batch ... --csv`), [] if missing
 
 
 def print_log() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .data import load_mnist
 from .experiments import LOG_EXPERIMENTS
-from .files import atomic_write
+from .files import atomic_write, read_csv_rows
 from .train import train
 
 FIELDS = ["experiment", "seed", "test_accuracy", "epoch_accuracies", "seconds", "config", "versions", "started"]
@@ -32,11 +32,7 @@ def run_one(name, seed, data_path=None, wta="log") -> dict:
             "versions": json.dumps(r["versions"]), "started": r["started"]}
 
 
-def read_rows(path) -> list[dict]:
-    if not Path(path).exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+read_rows = read_csv_rows
 
 
 def write_rows(path, rows):

@@ -37,6 +37,7 @@ import numpy as np
 
 from .config import Config
 from .engines.numpy_engine import NumpyEngine
+from .files import read_csv_rows
 from .model import init_weights
 from .probes import layer1_codes, ridge_probe
 from .shared import SharedConfig, SharedEngine, predict_vote, shift_images
@@ -230,12 +231,7 @@ def run_variant(name: str, seed: int, data, probes=True, save_root=None, T_s=Non
     return {"variant": name, "family": kind, "seed": seed, "note": note, **row}
 
 
-def read_rows(path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+read_rows = read_csv_rows
 
 
 def append_row(path, row: dict):
