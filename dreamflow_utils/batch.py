@@ -32,6 +32,7 @@ from pathlib import Path
 import papermill as pm
 from tqdm.auto import tqdm
 
+from .engines.kernels import share_cores
 from .files import atomic_write
 
 RESERVED = {"seed", "record_path"}  # set by the batch, not by --param/--grid
@@ -186,7 +187,8 @@ def done(run, runs_dir="runs"):
 
 def run_batch(runs, runs_dir="runs", jobs=1, csv="results/runs.csv", kernel_name=None, cwd=None):
     """
-    Execute runs (skipping those already ok) on `jobs` threads, each driving its own kernel.
+    Execute runs (skipping those already ok) on `jobs` threads, each driving its own kernel
+    (which gets its share of the cores for the numpy engine: `kernels.share_cores`).
     Returns the records in run order and writes the CSV of all records under runs_dir (csv=None: skip).
     On KeyboardInterrupt, queued runs are cancelled; runs already executing finish in the background.
     """
@@ -194,6 +196,7 @@ def run_batch(runs, runs_dir="runs", jobs=1, csv="results/runs.csv", kernel_name
     records = {r.run_id: done(r, runs_dir) for r in runs}
     todo = [r for r in runs if records[r.run_id] is None]
     counts = {"ok": 0, "failed": 0, "skipped": len(runs) - len(todo)}
+    share_cores(jobs)  # the kernels started below inherit it
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
         with tqdm(total=len(runs), initial=counts["skipped"], desc="runs", unit="run") as bar:

@@ -48,7 +48,7 @@ def layer1_codes(config: Config, weights: Weights, x, kind: str = "value", chunk
             a = np.matmul(patches, engine.W1.reshape(K, C, -1).transpose(0, 2, 1))  # (K, n, C)
             out[s:s + n] = a.transpose(1, 0, 2).reshape(n, K * C)
             continue
-        _, unit, val = engine._layer1(v)
+        unit, val = engine._layer1(v)
         rows = np.broadcast_to(np.arange(n), unit.shape)
         if kind == "value":
             np.add.at(out[s:s + n], (rows.ravel(), unit.ravel()), val.ravel())

@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from .data import load_mnist
+from .engines.kernels import share_cores
 from .experiments import LOG_EXPERIMENTS
 from .files import atomic_write, read_csv_rows
 from .train import train
@@ -101,7 +102,7 @@ def main(argv=None):
     done = {(r["experiment"], int(r["seed"])) for r in rows}
     todo = [(n, s) for n in names for s in parse_seeds(args.seeds) if (n, s) not in done]
     print(f"{len(todo)} runs to do, {len(done)} already in {args.csv}")
-    with ProcessPoolExecutor(args.jobs) as pool:
+    with ProcessPoolExecutor(args.jobs, initializer=share_cores, initargs=(args.jobs,)) as pool:
         futures = [pool.submit(run_one, n, s, args.data, args.wta) for n, s in todo]
         for fut in as_completed(futures):
             row = fut.result()

@@ -129,7 +129,7 @@ def _vote_acc(l2_in, w3, ty, k):
 
 
 def _faithful_l2(engine: NumpyEngine, x, chunk=2000):
-    return np.concatenate([engine._layer2(*engine._layer1(x[s:s + chunk])[1:]) for s in range(0, len(x), chunk)])
+    return np.concatenate([engine._layer2(*engine._layer1(x[s:s + chunk])) for s in range(0, len(x), chunk)])
 
 
 def run_faithful(params: dict, seed: int, data, probes: bool = True, save_dir=None, T_s=None) -> dict:

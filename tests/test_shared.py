@@ -87,7 +87,7 @@ def test_block_grid_matches_faithful_engine_for_one_batch():
 
 
 def _faithful_codes(engine, x):
-    _, unit, val = engine._layer1(x)
+    unit, val = engine._layer1(x)
     out = np.zeros((len(x), engine.config.N1))
     np.add.at(out, (np.broadcast_to(np.arange(len(x)), unit.shape).ravel(), unit.ravel()), val.ravel())
     return out
