@@ -29,10 +29,10 @@ from .experiments import LOG_EXPERIMENTS
 from .model import init_weights
 from .train import train
 
-# column name -> (config changes, compiled); numpy first: the ratios are against it
+# column name -> (config changes, or "threads" for numpy, compiled); numpy first: the ratios are against it
 VARIANTS = {
     "numpy": ({}, True),
-    "numpy 1 thread": ({}, True),
+    "numpy 1 thread": ({"threads": 1}, True),
     "TF graph f64": ({"engine": "tensorflow"}, True),
     "TF XLA f64": ({"engine": "tensorflow", "jit_compile": True}, True),
     "TF graph f32": ({"engine": "tensorflow", "dtype": "float32"}, True),
@@ -41,15 +41,15 @@ VARIANTS = {
 }
 
 
-class OneThread:
-    """An engine whose `train_batches` runs numba's parallel loops on one thread."""
+class Threads:
+    """An engine whose `train_batches` runs numba's parallel loops on n threads."""
 
-    def __init__(self, engine):
-        self.engine, self.config = engine, engine.config
+    def __init__(self, engine, n: int):
+        self.engine, self.config, self.n = engine, engine.config, n
 
     def train_batches(self, x, y):
         threads = numba.get_num_threads()
-        numba.set_num_threads(1)
+        numba.set_num_threads(self.n)
         try:
             self.engine.train_batches(x, y)
         finally:
@@ -58,13 +58,21 @@ class OneThread:
     def weights(self):
         return self.engine.weights()
 
+    def predict(self, x):
+        return self.engine.predict(x)
+
 
 def build(config, changes=None, compiled=True):
-    config = config.replace(**(changes or {}))
+    """The engine of a variant: `changes` to the config (plus "threads": n for the numpy
+    engine's thread count), `compiled=False` for TF eager."""
+    changes = dict(changes or {})
+    threads = changes.pop("threads", None)
+    config = config.replace(**changes)
     if config.engine == "tensorflow" and not compiled:
         from .engines.tensorflow_engine import TensorFlowEngine
         return TensorFlowEngine(config, init_weights(config), compiled=False)
-    return make_engine(config, init_weights(config))
+    engine = make_engine(config, init_weights(config))
+    return Threads(engine, threads) if threads else engine
 
 
 def timed(engine, x, y, n_batches) -> float:
@@ -121,8 +129,7 @@ def main(argv=None):
     rows = []
     for name, (config, _, _) in LOG_EXPERIMENTS.items():
         ref = build(config, {"engine": "reference"})
-        engines = [OneThread(build(config, *v)) if name == "numpy 1 thread" else build(config, *v)
-                   for name, v in variants.items()]
+        engines = [build(config, *v) for v in variants.values()]
         ms = [min(timed(ref, x, y, 2) for _ in range(2))]
         ms += interleaved(engines, x, y, args.batches, args.repeats,
                           slow={i for i, v in enumerate(variants.values()) if not v[1]})

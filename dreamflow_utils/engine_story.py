@@ -27,7 +27,7 @@ from .experiments import LOG_EXPERIMENTS
 LOG_MS_PER_BATCH = {name: 1000 * sec * c.B / c.T_s for name, (c, _, sec) in LOG_EXPERIMENTS.items()}
 LOG_LABEL = "log (2020 machine)"
 COLUMNS = ["reference", *bench.VARIANTS]  # the benchmark's engine columns, in its order
-COLORS = {LOG_LABEL: "0.75", "reference": "tab:red", "numpy": "tab:blue", "TF graph f64": "tab:orange",
+COLORS = {LOG_LABEL: "0.75", "reference": "tab:red", "numpy": "tab:blue", "numpy 1 thread": "tab:cyan", "TF graph f64": "tab:orange",
           "TF XLA f64": "saddlebrown", "TF graph f32": "tab:green", "TF XLA f32": "darkgreen",
           "TF eager f64": "tab:purple"}
 
