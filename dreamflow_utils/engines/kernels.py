@@ -4,8 +4,9 @@ Each update mirrors the reference's arithmetic term by term: with pred = s * w (
 winner's prediction; the reference's ``l2 @ w.T`` sums one non-zero product),
 err = (target - pred) / (pred if pred > prec else 1), the reference's ``w * post * err``
 summed over the batch in sample order, then ``w += xi / max(max|dW|, prec) * dW``.
-What differs from the reference is only the order of the sums in the forward pass (a
-patch's non-zero pixels here, all 784 inside BLAS there), i.e. the last bits.
+What differs from the reference is only the order of the sums with several non-zero
+terms (a patch's pixels in layer 1, the winners in layer 2, overlapping patches in the
+reconstruction; BLAS orders them its own way), i.e. the last bits.
 No fast-math reassociation or contraction: every sum keeps its written order.
 
 Parallel loops (`prange`) only split work whose pieces write disjoint outputs (clusters,
@@ -19,7 +20,6 @@ import os
 import numba
 import numpy as np
 from numba import njit, prange
-
 
 
 def share_cores(jobs: int) -> int:
