@@ -12,8 +12,18 @@ WTA_MODES = ("log", "cluster")
 DTYPES = ("float64", "float32")
 
 
+class Params:
+    """replace() and to_dict() for the frozen parameter dataclasses (`Config`, `shared.SharedConfig`)."""
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 @dataclass(frozen=True)
-class Config:
+class Config(Params):
     """One DreamFlow Local run; names and defaults are the log's.
 
     layout  "block" (3x3 grid of 9x9 patches, 9 clusters) or "overlap" (those 9 plus
@@ -49,18 +59,17 @@ class Config:
     jit_compile: bool = False
 
     def __post_init__(self):
-        _choice("layout", self.layout, LAYOUTS)
-        _choice("engine", self.engine, ENGINES)
-        _choice("wta", self.wta, WTA_MODES)
-        _choice("dtype", self.dtype, DTYPES)
+        check_choice("layout", self.layout, LAYOUTS)
+        check_choice("engine", self.engine, ENGINES)
+        check_choice("wta", self.wta, WTA_MODES)
+        check_choice("dtype", self.dtype, DTYPES)
         for name in ("C_s", "N2", "T_s", "Nep", "B"):
-            _positive_int(name, getattr(self, name))
-        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+            check_positive_int(name, getattr(self, name))
+        check_non_negative_int("seed", self.seed)
         if self.B > self.T_s:
             raise ValueError(f"B (batch size {self.B}) must not exceed T_s (training samples {self.T_s})")
-        _positive_float("xi", self.xi)
-        _positive_float("prec", self.prec)
+        check_positive_float("xi", self.xi)
+        check_positive_float("prec", self.prec)
         if not isinstance(self.jit_compile, bool):
             raise ValueError(f"jit_compile must be True or False, got {self.jit_compile!r}")
         if self.engine != "tensorflow" and (self.dtype != "float64" or self.jit_compile):
@@ -74,23 +83,23 @@ class Config:
     def N1(self) -> int:
         return self.C_s * self.n_clusters
 
-    def replace(self, **changes) -> "Config":
-        return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def _choice(name, value, allowed):
+# Validators: each raises a ValueError that names the parameter.
+def check_choice(name, value, allowed):
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
 
 
-def _positive_int(name, value):
+def check_positive_int(name, value):
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-def _positive_float(name, value):
+def check_non_negative_int(name, value):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
+def check_positive_float(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")

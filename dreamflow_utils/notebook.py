@@ -40,10 +40,8 @@ import argparse
 import hashlib
 import html
 import json
-import math
 import os
 import re
-import statistics
 import sys
 import time
 import warnings
@@ -59,6 +57,7 @@ from .data import MnistFormatError, MnistNotFound, load_digits_demo, load_mnist
 from .experiments import LOG_EXPERIMENTS
 from .files import read_csv_rows
 from .model import init_weights
+from .summary import experiment_of, summarize, summary_markdown
 
 __all__ = [
     "QUICK_ENV", "QUICK_T_S", "QUICK_NEP", "quick_mode", "quick_config", "find_log",
@@ -307,12 +306,6 @@ def setup(name: str, *, layout: str, C_s: int, N2: int, T_s: int, Nep: int, B: i
 
 
 # ----------------------------------------------------------------------------- summary
-def experiment_of(notebook) -> str | None:
-    """'notebooks/02_block_Cs10_N2100.ipynb' -> 'block_Cs10_N2100' (None if not a log experiment)."""
-    stem = re.sub(r"^\d+_", "", Path(str(notebook)).stem)
-    return stem if stem in LOG_EXPERIMENTS else None
-
-
 read_runs = read_csv_rows  # rows of the batch's CSV (`python -m dreamflow_utils.batch ... --csv`), [] if missing
 
 
@@ -321,75 +314,6 @@ def print_log() -> None:
     for name, (c, acc, sec) in LOG_EXPERIMENTS.items():
         print(f"{name:20s} layout={c.layout:7s} C_s={c.C_s:<3d} N2={c.N2:<3d} T_s={c.T_s} Nep={c.Nep} "
               f"B={c.B} xi={c.xi}: log {100 * acc:.2f}%, {sec} s/epoch ({c.Nep * sec} s per run)")
-
-
-def _stats(values):
-    values = list(values)
-    if not values:
-        return math.nan, math.nan
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else math.nan
-
-
-def summarize(rows) -> dict:
-    """Per log experiment (in the log's order): this repo's accuracies and times beside the log's.
-
-    Only finished runs of the log's configuration count: status "ok" and as many
-    per-epoch accuracies as the log's Nep (quick-mode runs train 1 epoch and are excluded).
-    Returns ``{"experiments": [...], "excluded": {reason: count}}``; each experiment is a
-    dict with name, log_accuracy, log_seconds (per run), n, accuracies, mean, sd,
-    seconds, seconds_mean, seconds_sd, seeds (all in % / s).
-    """
-    by_name = {name: [] for name in LOG_EXPERIMENTS}
-    excluded: dict[str, int] = {}
-
-    def skip(reason):
-        excluded[reason] = excluded.get(reason, 0) + 1
-
-    for r in rows:
-        name = experiment_of(r.get("notebook", ""))
-        if name is None:
-            skip("not a log experiment")
-            continue
-        if r.get("status") != "ok":
-            skip("failed")
-            continue
-        epochs = [e for e in (r.get("epoch_accuracies") or "").split(";") if e]
-        if len(epochs) != LOG_EXPERIMENTS[name][0].Nep:
-            skip(f"not {LOG_EXPERIMENTS[name][0].Nep} epochs (quick mode?)")
-            continue
-        by_name[name].append(r)
-    out = []
-    for name, runs in by_name.items():
-        config, log_acc, log_epoch_s = LOG_EXPERIMENTS[name]
-        runs = sorted(runs, key=lambda r: int(r["seed"]))
-        acc = [100 * float(r["test_accuracy"]) for r in runs]
-        secs = [float(r["seconds"]) for r in runs]
-        mean, sd = _stats(acc)
-        s_mean, s_sd = _stats(secs)
-        out.append(dict(name=name, log_accuracy=100 * log_acc, log_seconds=config.Nep * log_epoch_s,
-                        n=len(acc), accuracies=acc, mean=mean, sd=sd, seconds=secs,
-                        seconds_mean=s_mean, seconds_sd=s_sd, seeds=[int(r["seed"]) for r in runs]))
-    return {"experiments": out, "excluded": excluded}
-
-
-def _num(x, fmt):
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
-
-
-def summary_markdown(summary: dict) -> str:
-    """Markdown table: log vs mean ± sd (n), difference, seconds per run vs the log's."""
-    lines = ["| experiment | log | this repo: mean ± sd (n) | difference | seeds | "
-             "seconds per run: this repo | log (10 epochs) | speed-up |",
-             "|---|---:|---:|---:|---|---:|---:|---:|"]
-    for e in summary["experiments"]:
-        diff = e["mean"] - e["log_accuracy"] if e["n"] else math.nan
-        speed = e["log_seconds"] / e["seconds_mean"] if e["n"] else math.nan
-        lines.append(
-            f"| {e['name']} | {e['log_accuracy']:.2f}% | {_num(e['mean'], '.2f')}% ± {_num(e['sd'], '.2f')} ({e['n']}) | "
-            f"{_num(diff, '+.2f')} | {', '.join(f'{a:.2f}' for a in e['accuracies']) or '–'} | "
-            f"{_num(e['seconds_mean'], '.1f')} ± {_num(e['seconds_sd'], '.1f')} s | {e['log_seconds']} s | "
-            f"{_num(speed, '.0f')}× |")
-    return "\n".join(lines)
 
 
 def plot_summary(summary: dict) -> Figure:

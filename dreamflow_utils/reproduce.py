@@ -19,6 +19,7 @@ from .data import load_mnist
 from .engines.kernels import share_cores
 from .experiments import LOG_EXPERIMENTS
 from .files import atomic_write, read_csv_rows
+from .summary import summarize, summary_markdown
 from .train import train
 
 FIELDS = ["experiment", "seed", "test_accuracy", "epoch_accuracies", "seconds", "config", "versions", "started"]
@@ -48,18 +49,7 @@ def write_rows(path, rows):
 
 def summary_table(rows) -> str:
     """Markdown: the log's accuracy beside this repo's mean ± sd over seeds, and times."""
-    out = ["| experiment | log | this repo: mean ± sd (n) | difference | seconds per run (log: 10 epochs) |",
-           "|---|---:|---:|---:|---:|"]
-    for name, (_, log_acc, log_epoch_s) in LOG_EXPERIMENTS.items():
-        acc = [100 * float(r["test_accuracy"]) for r in rows if r["experiment"] == name]
-        secs = [float(r["seconds"]) for r in rows if r["experiment"] == name]
-        if not acc:
-            continue
-        sd = statistics.stdev(acc) if len(acc) > 1 else float("nan")
-        mean = statistics.mean(acc)
-        out.append(f"| {name} | {100 * log_acc:.2f}% | {mean:.2f}% ± {sd:.2f} ({len(acc)}) | "
-                   f"{mean - 100 * log_acc:+.2f} | {statistics.mean(secs):.1f} s ({10 * log_epoch_s} s) |")
-    return "\n".join(out)
+    return summary_markdown(summarize(rows))
 
 
 def paired_difference_table(base, other, label) -> str:

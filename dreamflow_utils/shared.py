@@ -42,8 +42,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SIDE, PATCH = 28, 9
-N_CLASSES = 10
+from .config import Params, check_choice, check_non_negative_int, check_positive_float, check_positive_int
+from .layouts import PATCH, SIDE
+from .model import N_CLASSES
+
 GRIDS = ("block", "overlap", "stride")
 
 __all__ = ["SharedConfig", "SharedWeights", "SharedEngine", "grid_origins", "init_shared",
@@ -51,7 +53,7 @@ __all__ = ["SharedConfig", "SharedWeights", "SharedEngine", "grid_origins", "ini
 
 
 @dataclass(frozen=True)
-class SharedConfig:
+class SharedConfig(Params):
     C_s: int = 10
     N2: int = 100
     grid: str = "block"
@@ -73,26 +75,21 @@ class SharedConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.grid not in GRIDS:
-            raise ValueError(f"grid must be one of {GRIDS}, got {self.grid!r}")
+        check_choice("grid", self.grid, GRIDS)
+        check_choice("pool_mode", self.pool_mode, ("max", "sum"))
+        check_choice("code", self.code, ("value", "onehot"))
         for name in ("C_s", "N2", "stride", "pool", "vote", "T_s", "Nep", "B"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.shift < 0 or self.seed < 0:
-            raise ValueError("shift and seed must be >= 0")
-        if self.pool_mode not in ("max", "sum"):
-            raise ValueError(f"pool_mode must be 'max' or 'sum', got {self.pool_mode!r}")
-        if self.code not in ("value", "onehot"):
-            raise ValueError(f"code must be 'value' or 'onehot', got {self.code!r}")
-        if self.pool > 1 and self.grid == "overlap":
-            raise ValueError("pooling needs a square position grid (grid 'block' or 'stride')")
+            check_positive_int(name, getattr(self, name))
+        check_non_negative_int("shift", self.shift)
+        check_non_negative_int("seed", self.seed)
+        for name in ("label_gain", "xi", "prec"):
+            check_positive_float(name, getattr(self, name))
         if not 0 < self.xi_decay <= 1:
-            raise ValueError("xi_decay must be in (0, 1]")
-        if not self.label_gain > 0:
-            raise ValueError("label_gain must be > 0")
+            raise ValueError(f"xi_decay must be in (0, 1], got {self.xi_decay!r}")
+        if self.pool > 1 and self.grid == "overlap":
+            raise ValueError("pool > 1 needs a square position grid (grid 'block' or 'stride'), not 'overlap'")
         if self.B > self.T_s:
-            raise ValueError("B must not exceed T_s")
+            raise ValueError(f"B (batch size {self.B}) must not exceed T_s (training samples {self.T_s})")
 
     @property
     def origins(self) -> list[tuple[int, int]]:
@@ -116,12 +113,6 @@ class SharedConfig:
     @property
     def N1(self) -> int:
         return self.n_pooled * self.C_s
-
-    def replace(self, **changes) -> "SharedConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 class SharedWeights(dataclasses.make_dataclass("_SW", ["W", "w2", "w3"])):

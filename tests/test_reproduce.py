@@ -11,7 +11,7 @@ def test_parse_seeds():
 
 def test_rows_round_trip_and_summary(tmp_path):
     path = tmp_path / "r.csv"
-    rows = [{"experiment": "block_Cs10_N2100", "seed": s, "test_accuracy": a, "epoch_accuracies": "0.6",
+    rows = [{"experiment": "block_Cs10_N2100", "seed": s, "test_accuracy": a, "epoch_accuracies": ";".join(["0.6"] * 10),
              "seconds": 10 + s, "config": "{}", "versions": "{}", "started": ""}
             for s, a in ((1, 0.70), (0, 0.68))]
     reproduce.write_rows(path, rows)
@@ -19,7 +19,7 @@ def test_rows_round_trip_and_summary(tmp_path):
     assert [int(r["seed"]) for r in back] == [0, 1]
     assert list(csv.reader(open(path)))[0] == reproduce.FIELDS
     table = reproduce.summary_table(back)
-    assert "| block_Cs10_N2100 | 68.18% | 69.00% ± 1.41 (2) | +0.82 | 10.5 s (450 s) |" in table
+    assert "| block_Cs10_N2100 | 68.18% | 69.00% ± 1.41 (2) | +0.82 | 68.00, 70.00 | 10.5 ± 0.7 s | 450 s | 43× |" in table
     assert not list(tmp_path.glob("*.tmp"))
 
 

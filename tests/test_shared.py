@@ -135,3 +135,12 @@ def test_tapestry():
     assert t.shape == (3 * 10 - 1, 4 * 10 - 1) and np.allclose(t[:9, :9], W[0].reshape(9, 9))
     fig = plot_shared_tapestry(W, "bank")
     assert fig.axes
+
+
+@pytest.mark.parametrize("name,value", [
+    ("grid", "hex"), ("pool_mode", "mean"), ("code", "dense"), ("C_s", 0), ("N2", -1), ("stride", 1.5),
+    ("pool", True), ("vote", 0), ("T_s", 0), ("Nep", 0), ("B", 0), ("shift", -1), ("seed", -2),
+    ("label_gain", 0.0), ("xi", float("nan")), ("prec", -1e-20), ("xi_decay", 1.5), ("B", 70000)])
+def test_bad_shared_config_value_is_named(name, value):
+    with pytest.raises(ValueError, match=f"^{name} "):
+        SharedConfig(**{name: value})
