@@ -1,10 +1,13 @@
 """The numpy engine against the literal reference (the test oracle)."""
+import os
+
 import numba
 import numpy as np
 import pytest
 
 from dreamflow_utils import Config, init_weights
 from dreamflow_utils.engines import make_engine
+from dreamflow_utils.engines.kernels import share_cores
 from dreamflow_utils.layouts import patch_indices
 from helpers import synthetic_data
 
@@ -124,3 +127,27 @@ def test_numpy_engine_rejects_weights_outside_patches():
     w.w1[783, 0] = 0.5
     with pytest.raises(ValueError, match="outside"):
         make_engine(config, w)
+
+
+def test_share_cores_gives_each_job_its_share(monkeypatch):
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "restored after the test")
+    try:
+        assert share_cores(10**6) == 1 == numba.get_num_threads()
+        assert os.environ["NUMBA_NUM_THREADS"] == "1"  # for the processes this one starts
+        assert share_cores(1) == min(numba.config.NUMBA_NUM_THREADS, os.cpu_count()) == numba.get_num_threads()
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+def test_numpy_engine_refuses_what_its_kernels_cannot_check():
+    config = Config(layout="block", C_s=3, N2=5, B=10, T_s=100)
+    e = make_engine(config, init_weights(config))
+    x, y = np.zeros((20, 784)), np.arange(20) % 10
+    with pytest.raises(ValueError, match="x must have shape"):
+        e.train_batches(x[:, :700], y)
+    with pytest.raises(ValueError, match="x must have shape"):
+        e.predict(x[:, :700])
+    with pytest.raises(ValueError, match="labels in 0..9"):
+        e.train_batches(x, np.where(y == 3, 10, y))
+    with pytest.raises(ValueError, match="labels in 0..9"):
+        e.train_batches(x, y[:19])

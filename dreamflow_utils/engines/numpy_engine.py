@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import Config
 from ..layouts import SIDE, patch_indices
-from ..model import Weights
+from ..model import N_CLASSES, Weights
 from . import kernels
 
 
@@ -51,9 +51,17 @@ class NumpyEngine:
         np.put_along_axis(w1t, self.unit_pixels, self.W1, axis=1)
         return Weights(w1t.T.copy(), self.w2.copy(), self.w3.copy())
 
+    @staticmethod
+    def _images(x):
+        """x as the kernels read it; they do not check bounds, so the shape is checked here."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != SIDE * SIDE:
+            raise ValueError(f"x must have shape (n, {SIDE * SIDE}), got {x.shape}")
+        return x
+
     def _layer1(self, v):
         """Each cluster's winning unit and its output, both (K, n); see `kernels.layer1`."""
-        v = np.ascontiguousarray(v, dtype=np.float64)
+        v = self._images(v)
         unit, val = np.empty((len(self.idx), len(v)), np.int64), np.empty((len(self.idx), len(v)))
         kernels.layer1(v, self.idx, self.W1t, self.config.wta == "log", unit, val)
         return unit, val
@@ -65,11 +73,13 @@ class NumpyEngine:
         return out
 
     def train_batches(self, x, y):
+        x, y = self._images(x), np.asarray(y, dtype=np.int64)
+        if y.shape != (len(x),) or np.any((y < 0) | (y >= N_CLASSES)):
+            raise ValueError(f"y must hold {len(x)} labels in 0..{N_CLASSES - 1}")
         K, B, N2 = len(self.idx), self.config.B, self.w2t.shape[0]
         work = (np.empty((K, B), np.int64), np.empty((K, B)), np.empty((B, N2)),
                 *(np.zeros_like(w) for w in (self.W1, self.w2t, self.w3)))
-        kernels.train_batches(np.ascontiguousarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64),
-                              self.idx, self.overlap, self.config.wta == "log", self.W1, self.W1t,
+        kernels.train_batches(x, y, self.idx, self.overlap, self.config.wta == "log", self.W1, self.W1t,
                               self.w2t, self.w3, self.config.xi, self.config.prec, *work)
 
     def predict(self, x):
