@@ -27,10 +27,10 @@ included, in `config.dtype` ("float64" matches numpy to ~1e-15; "float32" is an 
   can differ from numpy's in the last bits (run to run too).
 
 Speed on the 2-core development CPU (B=100, MNIST; `python -m dreamflow_utils.bench`
-prints the table): 2.8-3.8x the numpy engine's time per batch in graph mode, 1.3-2.1x
-with XLA (`jit_compile=True`), 1.0-1.3x with XLA in float32 (TF's ops are generic;
+prints the table): 2.8-4.1x the numpy engine's time per batch in graph mode, 1.4-2.4x
+with XLA (`jit_compile=True`), 1.0-1.4x with XLA in float32 (TF's ops are generic;
 the numpy engine's numba loops are written for this model's sparsity); eager TF is
-40-55x slower than numpy (one Python dispatch per op, ~240 ops per batch). XLA compiles
+44-56x slower than numpy (one Python dispatch per op, ~240 ops per batch). XLA compiles
 for 3-10 s per engine.
 float32 drifts from float64 by ~2e-7 in the weights over a full 10-epoch run and gave
 the same test predictions on the log's block C_s=10 N2=100 seed 0.
