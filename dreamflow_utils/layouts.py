@@ -27,7 +27,3 @@ def patch_indices(layout: str) -> np.ndarray:
     return np.stack([((r0 + r)[:, None] * SIDE + (c0 + r)[None, :]).ravel()
                      for r0, c0 in patch_origins(layout)])
 
-
-def disjoint_groups(layout: str) -> list[list[int]]:
-    """Clusters split into groups whose patches do not overlap (for scatter-adds)."""
-    return [list(range(9))] if layout == "block" else [list(range(9)), list(range(9, 13))]

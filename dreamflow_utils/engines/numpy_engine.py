@@ -31,13 +31,13 @@ class NumpyEngine:
         self.overlap = len(np.unique(self.idx)) < self.idx.size  # do patches share pixels?
         self.unit_pixels = np.repeat(self.idx, C, axis=0)  # (N1, 81): each unit's patch
         w1 = np.asarray(weights.w1, dtype=np.float64)
-        self.W1 = np.take_along_axis(w1.T, self.unit_pixels, axis=1)  # (N1, 81)
-        self.W1t = np.ascontiguousarray(self.W1.reshape(K, C, -1).transpose(0, 2, 1))  # (K, 81, C), kept equal
         outside = w1.T.copy()
         np.put_along_axis(outside, self.unit_pixels, 0, axis=1)
         if np.any(outside):
             raise ValueError("w1 has non-zero weights outside each unit's patch; "
                              "the numpy engine needs the log's patch structure")
+        self.W1 = np.take_along_axis(w1.T, self.unit_pixels, axis=1)  # (N1, 81)
+        self.W1t = np.ascontiguousarray(self.W1.reshape(K, C, -1).transpose(0, 2, 1))  # (K, 81, C), kept equal
         self.w2t = np.array(weights.w2, dtype=np.float64).T.copy()  # (N2, N1): a winner's column is a row
         self.w3 = np.array(weights.w3, dtype=np.float64)
 
