@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from .probes import logistic_probe, ridge_probe
+from .probes import PROBES
 
 __all__ = ["linear_pixels", "knn", "kmeans_prototypes", "nearest_prototype_labels"]
 
@@ -22,8 +22,7 @@ __all__ = ["linear_pixels", "knn", "kmeans_prototypes", "nearest_prototype_label
 def linear_pixels(data, method: str = "ridge", **kw) -> tuple[float, float]:
     (x, y), (tx, ty) = data
     t = time.perf_counter()
-    fn = ridge_probe if method == "ridge" else logistic_probe
-    acc = fn(x, y, tx, ty, **kw)
+    acc = PROBES[method](x, y, tx, ty, **kw)
     return acc, time.perf_counter() - t
 
 
@@ -77,3 +76,16 @@ def kmeans_prototypes(data, n_prototypes: int = 100, seed: int = 0, features=Non
     labels = nearest_prototype_labels(km.cluster_centers_, x, y)
     pred = labels[_nearest(km.cluster_centers_, tx)]
     return float(np.mean(pred == np.asarray(ty))), time.perf_counter() - t
+
+
+def run(spec: dict, data, seed: int = 0) -> tuple[float, float]:
+    """The baseline `spec` on `data`: {"method": "ridge" | "logistic"} (on pixels), {"method": "knn", "k": 3}
+    or {"method": "kmeans", "n": N2}; returns (test_accuracy, seconds)."""
+    method = spec["method"]
+    if method in ("ridge", "logistic"):
+        return linear_pixels(data, method)
+    if method == "knn":
+        return knn(data, k=spec.get("k", 3))
+    if method == "kmeans":
+        return kmeans_prototypes(data, spec["n"], seed=seed)
+    raise ValueError(f"unknown baseline method {method!r}")

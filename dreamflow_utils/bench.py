@@ -8,14 +8,17 @@ allocations, which include the numpy engine's work arrays; its numba kernels' ow
 scratch, O(N1 + N2 + 784) numbers, and TF's C++ allocator are invisible to it). numpy
 and TF are timed in interleaved rounds, so they share whatever load the machine has;
 each number is the best round after a warm-up batch (tracing, compilation excluded).
-`--full` also times complete 10-epoch runs.
-Writes results/benchmark.md and results/benchmark.csv.
+Then full runs of the models side by side (training with per-epoch test evaluation, best of
+`--models` interleaved rounds; e.g. the weight-shared model against the faithful one at the
+same N2), and with `--full` complete 10-epoch runs of the log's four experiments.
+Writes results/benchmark/benchmark.md, benchmark.csv and benchmark_models.csv.
 """
 from __future__ import annotations
 
-import argparse
 import csv
+import io
 import platform
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -23,9 +26,12 @@ from pathlib import Path
 import numba
 from threadpoolctl import threadpool_info
 
-from .data import load_mnist
+from .cli import ArgumentParser, CliError, nonnegative_int, positive_int, run_cli
+from .config import Config
+from .data import MnistFormatError, MnistNotFound, load_mnist
 from .engines import make_engine
 from .experiments import LOG_EXPERIMENTS
+from .files import atomic_write
 from .model import init_weights
 from .train import train
 
@@ -114,16 +120,62 @@ def blas() -> str:
     return ", ".join(libs) or "unknown"
 
 
+MODELS = {  # full runs (training + test evaluation after every epoch), side by side
+    "faithful block C20 N2000": Config(layout="block", C_s=20, N2=2000, Nep=5),
+    "shared s4 C20 N2000 norm xi=0.05": Config(layer1="shared", layout="stride", stride=4, C_s=20, N2=2000,
+                                               norm=True, xi=0.05, Nep=5),
+}
+RATIO = ("shared s4 C20 N2000 norm xi=0.05", "faithful block C20 N2000", 1.5)  # target: at most 1.5x
+
+
+def model_runs(data, models: dict, repeats: int) -> list[dict]:
+    """Best wall time (training + per-epoch evaluation) of a full run of each model over
+    `repeats` interleaved rounds, its training throughput and final test accuracy."""
+    best = {name: None for name in models}
+    for _ in range(repeats):
+        for name, config in models.items():
+            r = train(config, data)
+            if best[name] is None or r.seconds < best[name].seconds:
+                best[name] = r
+    return [{"model": name, "epochs": r.config.Nep, "seconds": round(r.seconds, 2),
+             "train samples/s": round(r.config.T_s * r.config.Nep / sum(r.epoch_seconds)),
+             "test accuracy": round(r.test_accuracy, 4)} for name, r in best.items()]
+
+
+def models_markdown(rows, repeats: int) -> list[str]:
+    lines = ["", f"Full runs of the models (60,000 samples per epoch, test evaluation after every epoch, seed 0; "
+                 f"best of {repeats} interleaved rounds):", "",
+             "| model | epochs | seconds | training samples/s | test accuracy |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['model']} | {r['epochs']} | {r['seconds']:.1f} | {r['train samples/s']:,} | "
+              f"{100 * r['test accuracy']:.2f}% |" for r in rows]
+    by = {r["model"]: r for r in rows}
+    a, b, target = RATIO
+    if a in by and b in by:
+        ratio = by[a]["seconds"] / by[b]["seconds"]
+        lines += ["", f"Target: {a} in at most {target}x the time of {b}: {ratio:.2f}x "
+                      f"({'met' if ratio <= target else 'MISSED'})."]
+    return lines
+
+
+@run_cli
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m dreamflow_utils.bench", description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="MNIST location (default: DREAMFLOW_MNIST / Keras)")
-    p.add_argument("--batches", type=int, default=50, help="batches per timing round")
-    p.add_argument("--repeats", type=int, default=5, help="timing rounds")
+    p.add_argument("--batches", default="50", help="batches per timing round (default 50)")
+    p.add_argument("--repeats", default="5", help="timing rounds (default 5)")
     p.add_argument("--no-tf", action="store_true", help="skip the TensorFlow engine")
     p.add_argument("--full", action="store_true", help="also time full 10-epoch runs of all four experiments")
-    p.add_argument("--out", default="results/benchmark.md")
+    p.add_argument("--models", default="3", help="rounds of the full model runs (0: skip; default 3)")
+    p.add_argument("--out", default="results/benchmark/benchmark.md")
     args = p.parse_args(argv)
-    (x, y), test = load_mnist(args.data)
+    n_batches, repeats = positive_int(args.batches, "--batches"), positive_int(args.repeats, "--repeats")
+    model_rounds = nonnegative_int(args.models, "--models")
+    try:
+        (x, y), test = load_mnist(args.data)
+    except (MnistNotFound, MnistFormatError) as e:
+        raise CliError(str(e).splitlines()[0]) from None
+    if n_batches * 100 > len(x):
+        raise CliError(f"--batches: {n_batches} batches of 100 exceed the {len(x)} training images")
     variants = {k: v for k, v in VARIANTS.items() if not (args.no_tf and v[0].get("engine"))}
     cols = ["reference", *variants]
     rows = []
@@ -131,7 +183,7 @@ def main(argv=None):
         ref = build(config, {"engine": "reference"})
         engines = [build(config, *v) for v in variants.values()]
         ms = [min(timed(ref, x, y, 2) for _ in range(2))]
-        ms += interleaved(engines, x, y, args.batches, args.repeats,
+        ms += interleaved(engines, x, y, n_batches, repeats,
                           slow={i for i, v in enumerate(variants.values()) if not v[1]})
         rows.append({"experiment": name, **{f"{c} ms": round(m, 3) for c, m in zip(cols, ms)},
                      "reference peak MiB": round(peak_mib(ref, x, y), 1),
@@ -143,7 +195,7 @@ def main(argv=None):
              f"the numpy engine numba loops on {numba.get_num_threads()} threads ({numba.threading_layer()} "
              "layer; see engines/kernels.py). "
              f"ms per training batch (B=100, real MNIST), best of "
-             f"{args.repeats} interleaved rounds of {args.batches} batches after a warm-up "
+             f"{repeats} interleaved rounds of {n_batches} batches after a warm-up "
              "(reference and TF eager: 2 batches). Ratios in brackets: time relative to numpy.", "",
              "| experiment | " + " | ".join(f"{c} ms/batch" for c in cols)
              + " | numpy speed-up over reference | reference peak MiB | numpy peak MiB | memory ratio |",
@@ -180,15 +232,20 @@ def main(argv=None):
         lines += ["", f"Targets: numpy full block_Cs100_N2100 run < 30 s: {c100_s:.1f} s "
                       f"({'met' if c100_s < 30 else 'MISSED'}); whole log < 60 s: {all_s:.1f} s "
                       f"({'met' if all_s < 60 else 'MISSED'})."]
+    model_rows = model_runs(((x, y), test), MODELS, model_rounds) if model_rounds else []
+    lines += models_markdown(model_rows, model_rounds) if model_rows else []
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    with open(out.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    atomic_write(out, "\n".join(lines) + "\n")
+    for path, table in ((out.with_suffix(".csv"), rows), (out.with_name(out.stem + "_models.csv"), model_rows)):
+        if table:
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, list(table[0]))
+            w.writeheader()
+            w.writerows(table)
+            atomic_write(path, buf.getvalue())
     print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

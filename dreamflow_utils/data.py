@@ -18,6 +18,9 @@ __all__ = [
     "MnistFormatError",
     "load_mnist",
     "load_fashion_mnist",
+    "load_dataset",
+    "validation_split",
+    "validate_split",
     "load_idx_dir",
     "read_idx",
     "load_npz",
@@ -221,6 +224,17 @@ def load_fashion_mnist(path=None):
     )
 
 
+LOADERS = {"mnist": load_mnist, "fashion": load_fashion_mnist}
+
+
+def load_dataset(name: str = "mnist", path=None):
+    """The data set `name` ("mnist" or "fashion") from `path` or its default places (see
+    `load_mnist`, `load_fashion_mnist`); their own errors say how to supply it."""
+    if name not in LOADERS:
+        raise ValueError(f"dataset must be one of {', '.join(map(repr, LOADERS))}; got {name!r}")
+    return LOADERS[name](path)
+
+
 def load_digits_demo():
     """scikit-learn's bundled 8x8 digits, upsampled to 28x28; train = first 1500, test = the rest 297."""
     from sklearn.datasets import load_digits
@@ -242,37 +256,49 @@ def validate_data(data):
         (train_x, train_y), (test_x, test_y) = data
     except (TypeError, ValueError):
         raise ValueError("data must be ((train_x, train_y), (test_x, test_y))") from None
-    out = []
-    for split, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
-        xn, yn = f"{split}_x", f"{split}_y"
-        x, y = np.asarray(x), np.asarray(y)
-        if x.ndim == 3 and x.shape[1:] == (28, 28):
-            x = x.reshape(len(x), 784)
-        if x.ndim != 2 or x.shape[1] != 784:
-            raise ValueError(f"{xn} has shape {x.shape}, expected (N, 784) or (N, 28, 28)")
-        if len(x) == 0:
-            raise ValueError(f"{xn} is empty")
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-            raise ValueError(f"{xn} has non-numeric dtype {x.dtype}")
-        x = x.astype(np.float64)
-        if np.isnan(x).any():
-            raise ValueError(f"{xn} contains NaN")
-        if np.isinf(x).any():
-            raise ValueError(f"{xn} contains inf")
-        if x.min() < 0 or x.max() > 1:
-            raise ValueError(f"{xn} values outside [0, 1] (min {x.min():g}, max {x.max():g}); scale by 1/255?")
-        if y.ndim != 1:
-            raise ValueError(f"{yn} has shape {y.shape}, expected 1-D")
-        if len(y) != len(x):
-            raise ValueError(f"{yn} has length {len(y)} but {xn} has {len(x)} rows")
-        if not np.issubdtype(y.dtype, np.number):
-            raise ValueError(f"{yn} has non-numeric dtype {y.dtype}")
-        if not (np.isfinite(y).all() and (y == np.round(y)).all()):
-            raise ValueError(f"{yn} is not integer-valued")
-        if y.min() < 0 or y.max() > 9:
-            raise ValueError(f"{yn} labels outside 0..9 (min {y.min()}, max {y.max()})")
-        out.append((x, y.astype(np.int64)))
-    return tuple(out)
+    return validate_split(train_x, train_y, "train"), validate_split(test_x, test_y, "test")
+
+
+def validate_split(x, y, split="test"):
+    """Check images x ((N, 784) or (N, 28, 28), real, in [0, 1]) and labels y ((N,), integers 0..9);
+    returns (float64 (N, 784), int64 (N,)). Errors name `split`_x / `split`_y."""
+    xn, yn = f"{split}_x", f"{split}_y"
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim == 3 and x.shape[1:] == (28, 28):
+        x = x.reshape(len(x), 784)
+    if x.ndim != 2 or x.shape[1] != 784:
+        raise ValueError(f"{xn} has shape {x.shape}, expected (N, 784) or (N, 28, 28)")
+    if len(x) == 0:
+        raise ValueError(f"{xn} is empty")
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"{xn} has dtype {x.dtype}; images must be real numbers (not complex, object or text)")
+    x = x.astype(np.float64)
+    if np.isnan(x).any():
+        raise ValueError(f"{xn} contains NaN")
+    if np.isinf(x).any():
+        raise ValueError(f"{xn} contains inf")
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError(f"{xn} values outside [0, 1] (min {x.min():g}, max {x.max():g}); scale by 1/255?")
+    if y.ndim != 1:
+        raise ValueError(f"{yn} has shape {y.shape}, expected 1-D")
+    if len(y) != len(x):
+        raise ValueError(f"{yn} has length {len(y)} but {xn} has {len(x)} rows")
+    if y.dtype.kind not in "fiu":
+        raise ValueError(f"{yn} has dtype {y.dtype}; labels must be integers 0..9")
+    if not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise ValueError(f"{yn} is not integer-valued")
+    if y.min() < 0 or y.max() > 9:
+        raise ValueError(f"{yn} labels outside 0..9 (min {y.min()}, max {y.max()})")
+    return x, y.astype(np.int64)
+
+
+def validation_split(data, n_val: int = 10000):
+    """((train_x[:-n_val], ...), (train_x[-n_val:], ...)): the last n_val training images as the
+    held-out set on which settings are chosen; the test set stays untouched."""
+    (x, y), _ = data
+    if not 0 < n_val < len(x):
+        raise ValueError(f"n_val must be in 1..{len(x) - 1}, got {n_val!r}")
+    return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
 
 
 def describe(data):

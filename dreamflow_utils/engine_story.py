@@ -3,7 +3,7 @@
 * `compare_engines`: train several engine variants from the same seeded weights on the
   same batches; max |ΔW| and differing test predictions against the first (numpy).
 * `live_timing`: ms per batch measured now, as `bench` measures it (interleaved rounds).
-* `read_benchmark`: the ms per batch in ``results/benchmark.csv`` (`python -m
+* `read_benchmark`: the ms per batch in ``results/benchmark/benchmark.csv`` (`python -m
   dreamflow_utils.bench`), {} when it is missing.
 * `speed_markdown` / `plot_speeds`: a table and a log-scale bar figure of such timings,
   beside the log's own ms per batch (`LOG_MS_PER_BATCH`, from its tqdm lines).

@@ -132,10 +132,11 @@ class LiveView:
     def render_tapestry(self, w1) -> bytes:
         """The layer-1 tapestry as PNG bytes (figure rendered with Agg, then freed)."""
         w1 = np.asarray(w1)
-        K = w1.shape[1] // self.C_s if w1.ndim == 2 else 0
+        what = (f"shared bank of {self.C_s}" if w1.ndim == 2 and w1.shape[0] == 81
+                else f"{w1.shape[1] // self.C_s if w1.ndim == 2 else 0} clusters x {self.C_s}")
         title = f"{self.title + ': ' if self.title else ''}layer 1 after epoch " \
-                f"{self.epoch}/{self.n_epochs} ({K} clusters x {self.C_s})"
-        fig = plots.plot_tapestry(w1, self.C_s, title=title)
+                f"{self.epoch}/{self.n_epochs} ({what})"
+        fig = plots.plot_layer1(w1, self.C_s, title=title)
         try:
             width_in = fig.get_size_inches()[0]
             dpi = min(100.0, self.max_width_px / width_in)

@@ -53,83 +53,61 @@ from matplotlib.figure import Figure
 
 from . import plots
 from .config import Config
-from .data import MnistFormatError, MnistNotFound, load_digits_demo, load_mnist
+from .data import MnistFormatError, MnistNotFound, load_dataset, load_digits_demo, load_mnist
 from .experiments import LOG_EXPERIMENTS
 from .files import read_csv_rows
 from .model import init_weights
-from .summary import experiment_of, summarize, summary_markdown
+from .quick import QUICK_ENV, QUICK_NEP, QUICK_T_S, quick_config, quick_data, quick_mode
+from .studies.reproduction import log_table, plot_log_summary, summarize
 
 __all__ = [
     "QUICK_ENV", "QUICK_T_S", "QUICK_NEP", "quick_mode", "quick_config", "find_log",
-    "load_data", "repo_root", "figures_folder", "show", "setup", "Run",
-    "experiment_of", "print_log", "read_runs", "summarize", "summary_markdown", "plot_summary", "summary",
+    "load_data", "repo_root", "figures_folder", "show", "setup", "Run", "study_run", "show_markdown",
+    "print_log", "summary",
     "clean_notebook", "check_notebook", "render", "main",
 ]
-
-QUICK_ENV = "DREAMFLOW_QUICK"
-QUICK_T_S = 2000  # training samples in quick mode
-QUICK_NEP = 1  # epochs in quick mode
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
-# the log's fixed settings: a notebook matches a log experiment when these agree too
-_LOG_FIXED = ("T_s", "Nep", "B", "xi", "prec")
-
-
-# ----------------------------------------------------------------------------- quick mode
-def quick_mode(environ=None) -> bool:
-    """True when $DREAMFLOW_QUICK is 1/true/yes/on (unset, 0, false, no, off: False)."""
-    value = (os.environ if environ is None else environ).get(QUICK_ENV, "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{QUICK_ENV}={value!r}: use 1 (quick) or 0 (full)")
-
-
-def quick_config(config: Config, n_train: int | None = None) -> Config:
-    """The quick-mode version of `config`: T_s <= QUICK_T_S (and <= n_train), Nep <= QUICK_NEP."""
-    T_s = min(config.T_s, QUICK_T_S, n_train if n_train is not None else config.T_s)
-    T_s = max(config.B, T_s - T_s % config.B)
-    return config.replace(T_s=T_s, Nep=min(config.Nep, QUICK_NEP))
-
 
 def find_log(config: Config):
     """(name, log accuracy, log seconds per epoch) of the log experiment `config` repeats, or None.
 
-    Matches layout, C_s, N2 and the log's fixed settings (T_s, Nep, B, xi, prec); seed,
-    engine and the rest do not matter.
+    Every parameter must be the log experiment's (data set, layer 1, layout, C_s, N2, T_s, Nep,
+    B, xi, prec, and no research option) except seed, engine, dtype, jit_compile and wta.
     """
+    free = {"seed", "engine", "dtype", "jit_compile", "wta"}
     for name, (log_config, accuracy, epoch_seconds) in LOG_EXPERIMENTS.items():
-        keys = ("layout", "C_s", "N2") + _LOG_FIXED
-        if all(getattr(config, k) == getattr(log_config, k) for k in keys):
+        if all(v == getattr(log_config, k) for k, v in config.to_dict().items() if k not in free):
             return name, accuracy, epoch_seconds
     return None
 
 
 # ----------------------------------------------------------------------------- data
 _BANNER = "#" * 78
+_DEFAULT = Config()
+_OPTIONS = ("wta", "shift", "xi_decay", "vote", "pool", "pool_mode", "code", "norm", "label_gain",
+            "unit_norm", "dataset", "dtype", "jit_compile")
 
 
-def load_data(data_dir=None, quick: bool | None = None):
-    """``(data, source)``: MNIST via `load_mnist(data_dir)`; source is a short description.
+def load_data(data_dir=None, quick: bool | None = None, dataset: str = "mnist"):
+    """``(data, source)``: the data set via `load_dataset(dataset, data_dir)`; source is a short description.
 
-    When MNIST cannot be found: in quick mode, scikit-learn's digits (`load_digits_demo`)
+    When it cannot be found: in quick mode, scikit-learn's digits (`load_digits_demo`)
     with a loud banner on stdout (its numbers are not comparable to the log's); in full
     mode the loader's `MnistNotFound` (which says how to supply the data) is raised.
     """
     quick = quick_mode() if quick is None else quick
+    label = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}.get(dataset, dataset)
     try:
-        data = load_mnist(data_dir)
-        return data, f"MNIST ({len(data[0][0])} train / {len(data[1][0])} test images)"
+        data = load_dataset(dataset, data_dir)
+        return data, f"{label} ({len(data[0][0])} train / {len(data[1][0])} test images)"
     except (MnistNotFound, MnistFormatError) as e:
         if not quick:
-            print(f"{_BANNER}\nMNIST NOT AVAILABLE: a full run needs it.\n{_BANNER}", flush=True)
+            print(f"{_BANNER}\n{label} NOT AVAILABLE: a full run needs it.\n{_BANNER}", flush=True)
             raise
         reason = str(e).splitlines()[0]
     with warnings.catch_warnings():  # its warning would print this file's absolute path
         warnings.simplefilter("ignore", UserWarning)
         data = load_digits_demo()
-    print(f"{_BANNER}\n# MNIST NOT FOUND ({reason[:150]})\n"
+    print(f"{_BANNER}\n# {label} NOT FOUND ({reason[:150]})\n"
           "# QUICK MODE FALLS BACK TO DEMO DATA: scikit-learn's 8x8 digits upsampled to 28x28\n"
           f"# ({len(data[0][0])} train / {len(data[1][0])} test). ITS NUMBERS ARE NOT COMPARABLE "
           "TO THE LOG'S.\n# Set DREAMFLOW_MNIST=/dir/with/the/idx/files for real data.\n"
@@ -217,7 +195,9 @@ class Run:
     @property
     def title(self) -> str:
         c = self.config
-        return f"{c.layout} C_s={c.C_s} N2={c.N2}, seed {c.seed}" + (" (QUICK)" if self.quick else "")
+        model = f"{c.layout} C_s={c.C_s}" if c.layer1 == "clusters" else \
+            f"shared {c.layout}{'' if c.stride is None else f' s{c.stride}'} C_s={c.C_s}"
+        return f"{model} N2={c.N2}, seed {c.seed}" + (" (QUICK)" if self.quick else "")
 
     @property
     def test_y(self) -> np.ndarray:
@@ -230,9 +210,18 @@ class Run:
         can be marked ``# NBVAL_CHECK_OUTPUT``.
         """
         c = self.requested
-        print(f"{self.name}: layout={c.layout} C_s={c.C_s} N2={c.N2} "
-              f"(N1={c.N1} units in {c.n_clusters} clusters)")
+        if c.layer1 == "clusters":
+            print(f"{self.name}: layout={c.layout} C_s={c.C_s} N2={c.N2} "
+                  f"(N1={c.N1} units in {c.n_positions} clusters)")
+        else:
+            print(f"{self.name}: one shared bank of C_s={c.C_s} detectors at the {c.n_positions} positions of "
+                  f"layout={c.layout}" + ("" if c.stride is None else f" stride={c.stride}")
+                  + f", N2={c.N2} (layer-2 input N1={c.N1})")
         print(f"T_s={c.T_s} Nep={c.Nep} B={c.B} xi={c.xi} prec={c.prec} seed={c.seed} engine={c.engine}")
+        options = {k: v for k, v in c.to_dict().items()
+                   if k in _OPTIONS and v != getattr(_DEFAULT.replace(layer1=c.layer1), k)}
+        if options:
+            print("options: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
         if self.log is None:
             print("log: no experiment of the log has this configuration")
         else:
@@ -278,18 +267,17 @@ class Run:
         print(f"record written ({len(record)} fields)")
 
 
-def setup(name: str, *, layout: str, C_s: int, N2: int, T_s: int, Nep: int, B: int, xi: float,
-          prec: float, seed: int = 0, engine: str = "numpy", data_dir=None, figures_dir=None,
-          record_path=None, quick: bool | None = None) -> Run:
-    """Prepare one notebook run from its parameters cell; prints the mode, data and figure folder.
+def setup(name: str, *, data_dir=None, figures_dir=None, record_path=None, quick: bool | None = None,
+          **params) -> Run:
+    """Prepare one notebook run from its parameters cell: `params` are `Config` fields (layout,
+    C_s, N2, ..., dataset); prints the mode, data and figure folder.
 
     `quick` (default: $DREAMFLOW_QUICK) shrinks T_s and Nep (see `quick_config`) and allows
     the demo-data fallback of `load_data`.
     """
     quick = quick_mode() if quick is None else quick
-    requested = Config(layout=layout, C_s=C_s, N2=N2, T_s=T_s, Nep=Nep, B=B, xi=xi, prec=prec,
-                       seed=seed, engine=engine)
-    data, source = load_data(data_dir, quick)
+    requested = Config(**params)
+    data, source = load_data(data_dir, quick, requested.dataset)
     config = quick_config(requested, len(data[0][0])) if quick else requested
     folder = figures_folder(figures_dir, record_path, quick)
     run = Run(name, requested, config, data, source, quick, folder,
@@ -305,60 +293,46 @@ def setup(name: str, *, layout: str, C_s: int, N2: int, T_s: int, Nep: int, B: i
     return run
 
 
+def study_run(name: str, study, variant: str, *, seed: int = 0, dataset: str = "mnist", data_dir=None,
+              figures_dir=None, quick: bool | None = None):
+    """Notebook step: train one variant of a study live (`LiveView`, progress bar) and print what
+    it measures (`studies.measure`; in quick mode on the first 2000 training / 1000 test images).
+    Returns (run, result, measurements)."""
+    from .live import LiveView
+    from .studies import measure
+    from .train import train
+
+    v = study.variants[variant]
+    run = setup(name, **(v.config.to_dict() | {"seed": seed, "dataset": dataset}), data_dir=data_dir,
+                figures_dir=figures_dir, quick=quick)
+    view = LiveView(C_s=run.config.C_s, n_epochs=run.config.Nep, log_accuracy=run.log_accuracy,
+                    title=f"{variant}, seed {seed}, {dataset}" + (" (QUICK)" if run.quick else ""))
+    view.display()
+    result = train(run.config, run.data, callback=view, progress=True)
+    run.report(result)
+    row = measure(v, run.config, result.weights, quick_data(run.data) if run.quick else run.data)
+    for k, val in row.items():
+        if isinstance(val, float):
+            print(f"  {k:24s} {val:.4f}")
+        elif k == "ladder":
+            for lad in val:
+                print(f"  ladder: stride {lad['stride']}, {lad['pool']}x{lad['pool']} {lad['pool_mode']}-pooled "
+                      f"{lad['code']}, {lad['method']} probe: {lad['probe_accuracy']:.4f}")
+    return run, result, row
+
+
+def show_markdown(text: str) -> None:
+    """Display `text` (e.g. a results table) as Markdown."""
+    from IPython.display import Markdown, display
+    display(Markdown(text))
+
+
 # ----------------------------------------------------------------------------- summary
-read_runs = read_csv_rows  # rows of the batch's CSV (`python -m dreamflow_utils.batch ... --csv`), [] if missing
-
-
 def print_log() -> None:
     """Print the log's four experiments and what it reported (deterministic: nbval checks it)."""
     for name, (c, acc, sec) in LOG_EXPERIMENTS.items():
         print(f"{name:20s} layout={c.layout:7s} C_s={c.C_s:<3d} N2={c.N2:<3d} T_s={c.T_s} Nep={c.Nep} "
               f"B={c.B} xi={c.xi}: log {100 * acc:.2f}%, {sec} s/epoch ({c.Nep * sec} s per run)")
-
-
-def plot_summary(summary: dict) -> Figure:
-    """Accuracy (log vs mean ± sd, seeds as dots) and seconds per run (log scale), side by side."""
-    exps = summary["experiments"]
-    x = np.arange(len(exps))
-    fig = Figure(figsize=(11, 4.2))
-    ax, at = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    w = 0.38
-    labels = [e["name"].replace("_", "\n", 1) for e in exps]
-    ax.bar(x - w / 2, [e["log_accuracy"] for e in exps], w, color="0.65", label="log (2020, one run)")
-    means = [e["mean"] if e["n"] else 0 for e in exps]
-    sds = [e["sd"] if e["n"] > 1 else 0 for e in exps]
-    ax.bar(x + w / 2, means, w, yerr=sds, capsize=4, color="tab:red", alpha=0.8,
-           label="this repo: mean ± sd over seeds")
-    for i, e in enumerate(exps):
-        if e["accuracies"]:
-            jitter = np.linspace(-0.08, 0.08, len(e["accuracies"]))
-            ax.plot(x[i] + w / 2 + jitter, e["accuracies"], "k.", ms=4, zorder=3)
-        ax.annotate(f"{e['log_accuracy']:.2f}", (x[i] - w / 2, e["log_accuracy"]), ha="center",
-                    va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
-        if e["n"]:
-            ax.annotate(f"{e['mean']:.2f}\n(n={e['n']})", (x[i] + w / 2, e["mean"] + (sds[i] or 0)),
-                        ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
-    vals = [e["log_accuracy"] for e in exps] + [a for e in exps for a in e["accuracies"]]
-    ax.set_ylim(max(0, min(vals) - 8), min(100, max(vals) + 7))
-    ax.set_xticks(x, labels, fontsize=8)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("MNIST test accuracy after 10 epochs", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left", ncol=2)
-    ax.grid(True, axis="y", alpha=0.3)
-
-    at.bar(x - w / 2, [e["log_seconds"] for e in exps], w, color="0.65", label="log (10 x s/epoch)")
-    s_means = [e["seconds_mean"] if e["n"] else np.nan for e in exps]
-    s_sds = [e["seconds_sd"] if e["n"] > 1 else 0 for e in exps]
-    at.bar(x + w / 2, s_means, w, yerr=s_sds, capsize=4, color="tab:blue", alpha=0.8,
-           label="this repo: mean ± sd")
-    at.set_yscale("log")
-    at.set_xticks(x, labels, fontsize=8)
-    at.set_ylabel("seconds per 10-epoch run")
-    at.set_title("time per run (this repo includes per-epoch evaluation)", fontsize=10)
-    at.legend(fontsize=8, loc="upper left")
-    at.grid(True, axis="y", alpha=0.3, which="both")
-    fig.tight_layout()
-    return fig
 
 
 def summary(csv_path, figures_dir=None, name: str = "05_summary") -> dict | None:
@@ -368,26 +342,26 @@ def summary(csv_path, figures_dir=None, name: str = "05_summary") -> dict | None
     """
     from IPython.display import Markdown, display
 
-    rows = read_runs(csv_path)
+    rows = read_csv_rows(csv_path)
     s = summarize(rows)
     if not any(e["n"] for e in s["experiments"]):
         print(f"No complete runs of the log's experiments in {_shown(csv_path)} ({len(rows)} rows)."
               "\nRun scripts/reproduce.sh (or python -m dreamflow_utils.batch notebooks/0[1-4]_*.ipynb "
-              "--seeds 0-4 --csv results/runs.csv) to produce them.")
+              "--seeds 0-4 --csv results/reproduction/notebook_runs.csv) to produce them.")
         if s["excluded"]:
             print("rows left out: " + ", ".join(f"{n} {k}" for k, n in s["excluded"].items()))
         return None
-    display(Markdown(summary_markdown(s)))
+    display(Markdown(log_table(s)))
     if s["excluded"]:
         print("rows left out: " + ", ".join(f"{n} {k}" for k, n in s["excluded"].items()))
-    show(plot_summary(s), f"{name}_accuracy_time", figures_folder(figures_dir))
+    show(plot_log_summary(s), f"{name}_accuracy_time", figures_folder(figures_dir))
     return s
 
 
 # ----------------------------------------------------------------------------- committed notebooks
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-_ABS_PATH = re.compile(r"(?<![\w.])(/work/|/home/|/tmp/|/root/|/Users/|/private/|/var/folders/|[A-Za-z]:\\\\)")
+ABS_PATH = re.compile(r"(?<![\w.])(/work/|/home/|/tmp/|/root/|/Users/|/private/|/var/folders/|[A-Za-z]:\\\\)")  # abs-path: test input (the pattern itself)
 
 
 def _html_text(value: str) -> str:
@@ -464,7 +438,7 @@ def check_notebook(path, max_bytes: int = 2_000_000) -> list[str]:
             data = {k: v for k, v in out.get("data", {}).items() if not k.startswith("image/")}
             if WIDGET_VIEW in data:
                 problems.append(f"{path.name}: cell {i} has a widget output")
-            m = _ABS_PATH.search(json.dumps({**out, "data": data}))
+            m = ABS_PATH.search(json.dumps({**out, "data": data}))
             if m:
                 problems.append(f"{path.name}: cell {i} output holds an absolute path ({m.group(0)}...)")
     return problems

@@ -30,9 +30,13 @@ __all__ = [
     "IMAGE_SIDE",
     "tapestry",
     "plot_tapestry",
+    "bank_tapestry",
+    "plot_bank",
+    "plot_layer1",
     "plot_accuracy",
     "confusion_matrix",
     "plot_confusion",
+    "code_fields",
     "layer2_images",
     "plot_layer2",
     "figure_to_png",
@@ -42,6 +46,7 @@ __all__ = [
 
 IMAGE_SIDE = 28
 _L = IMAGE_SIDE * IMAGE_SIDE
+_P = 9  # patch side
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -132,6 +137,48 @@ def plot_tapestry(w1, C_s: int, title: str | None = None) -> Figure:
     ax.set_title(title if title is not None else f"layer 1: {K} clusters x {C_s} units",
                  fontsize=10)
     return fig
+
+
+def bank_tapestry(bank, cols: int | None = None, gap: int = 1) -> np.ndarray:
+    """A shared bank w1 (81, C_s) as one image, one 9x9 tile per detector, `cols` tiles per row
+    (default: a square), NaN between the tiles."""
+    bank = np.asarray(bank)
+    if bank.ndim != 2 or bank.shape[0] != _P * _P:
+        raise ValueError(f"a shared bank must have shape (81, C_s), got {bank.shape}")
+    C = bank.shape[1]
+    cols = cols or int(np.ceil(np.sqrt(C)))
+    rows = -(-C // cols)
+    t = np.full((rows * (_P + gap) - gap, cols * (_P + gap) - gap), np.nan)
+    for i in range(C):
+        r, q = divmod(i, cols)
+        t[r * (_P + gap):r * (_P + gap) + _P, q * (_P + gap):q * (_P + gap) + _P] = bank[:, i].reshape(_P, _P)
+    return t
+
+
+def plot_bank(bank, title: str | None = None, cols: int | None = None) -> Figure:
+    """Figure of :func:`bank_tapestry`, each detector scaled to its own maximum (cmap "Reds")."""
+    bank = np.asarray(bank)
+    img = bank_tapestry(bank / np.maximum(bank.max(axis=0, keepdims=True), 1e-300), cols)
+    h, w = img.shape
+    fig = Figure(figsize=(max(3.0, w / 8), max(3.0, h / 8) + 0.4))
+    ax = fig.add_subplot()
+    ax.imshow(np.ma.masked_invalid(img), cmap="Reds", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title if title is not None else f"shared bank: {bank.shape[1]} detectors", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer1(w1, C_s: int, title: str | None = None) -> Figure:
+    """The layer-1 weights as the model holds them: the log's tapestry (w1 (784, N1)), the
+    shared bank's tiles (w1 (81, C_s)) or, for one group of many whole-image units (Krotov's
+    layer), the first 100 in rows of 10."""
+    if np.shape(w1)[0] == _P * _P:
+        return plot_bank(w1, title, cols=min(C_s, 10))
+    if np.shape(w1)[1] == C_s and C_s > 20:  # one group of whole-image units (layer1="krotov"): the first 100
+        n = min(C_s, 100)
+        return plot_tapestry(np.asarray(w1)[:, :n - n % 10], 10, title)
+    return plot_tapestry(w1, C_s, title)
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -243,6 +290,23 @@ def plot_confusion(cm, title: str | None = None) -> Figure:
 
 
 # ----------------------------------------------------------------------------- layer 2
+def code_fields(config, w1) -> np.ndarray:
+    """What each entry of the layer-1 code sees, in image space, shape (784, N1): w1 itself for
+    layer1="clusters"; for the shared bank, detector d's weights placed at every position of
+    the entry's pooled cell (averaged over the cell's positions)."""
+    from .geometry import patch_indices, pool_cells
+
+    w1 = np.asarray(w1)
+    if config.layer1 == "clusters":
+        return w1
+    idx = patch_indices(config.layout, config.stride)
+    cells = pool_cells(config.layout, config.stride, config.pool) if config.pool > 1 else np.arange(len(idx))
+    out = np.zeros((_L, config.N1))
+    for p, cell in enumerate(cells):
+        out[idx[p], cell * config.C_s:(cell + 1) * config.C_s] += w1 / np.sum(cells == cell)
+    return out
+
+
 def layer2_images(w1, w2, C_s: int | None = None) -> np.ndarray:
     """What each layer-2 unit prefers, drawn back in image space: shape ``(N2, 784)``.
 

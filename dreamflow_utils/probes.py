@@ -1,18 +1,14 @@
-"""Linear probes: how much class information do DreamFlow's layer-1 codes carry?
+"""Linear probes: how much class information do a model's codes carry?
 
-Codes (all local: each is computed from one cluster's units and its own patch):
+Codes come from an engine (`engines.base`: ``engine.codes(x, kind)``): "value" (layer 2's
+input), "onehot" (the winners as 1) and, for layer1="clusters", "dense" (every unit's output
+before the winner-take-all). Probes are read-outs fitted in closed form or by gradient, so
+they are reported as probes, never as the model's own accuracy.
 
-``"value"``   the layer-1 output vector ``l1`` (N1 values) exactly as the engine computes
-              it: each cluster's winner keeps its output, every other unit is 0 (for the
-              faithful ``wta="log"`` the log's quirk is included).
-``"onehot"``  the same winners as 1, everything else 0 (which detector fired where).
-``"dense"``   every unit's output before the winner-take-all (N1 values of ``patch @ w``).
-
-Read-out: :func:`ridge_probe` is ridge regression on one-hot class targets, solved in
-closed form on standardised features (``(X'X + alpha I) W = X'Y``), predicting the
-argmax.  It takes a second or two for N1 <= 1000 on 60000 samples and never fails to
-converge, so it is the probe used throughout.  :func:`logistic_probe` (scikit-learn
-lbfgs, multinomial) is slower and slightly stronger; it is used for the pixel baseline.
+:func:`ridge_probe` is ridge regression on one-hot class targets, solved in closed form on
+standardised features (``(X'X + alpha I) W = X'Y``), predicting the argmax; it takes a
+second or two for N1 <= 1000 on 60000 samples and never fails to converge.
+:func:`logistic_probe` (scikit-learn lbfgs, multinomial) is slower and stronger.
 """
 from __future__ import annotations
 
@@ -20,41 +16,7 @@ import time
 
 import numpy as np
 
-from .config import Config
-from .model import Weights
-
-CODES = ("value", "onehot", "dense")
-
-__all__ = ["CODES", "layer1_codes", "ridge_probe", "logistic_probe", "probe_accuracy"]
-
-
-def layer1_codes(config: Config, weights: Weights, x, kind: str = "value", chunk: int = 5000) -> np.ndarray:
-    """Layer-1 codes of the faithful (unshared) model for inputs ``x`` (n, 784): shape (n, N1).
-
-    ``kind`` is one of :data:`CODES` (see the module docstring)."""
-    from .engines.numpy_engine import NumpyEngine
-
-    if kind not in CODES:
-        raise ValueError(f"kind must be one of {CODES}, got {kind!r}")
-    engine = NumpyEngine(config.replace(engine="numpy"), weights)
-    K, C = config.n_clusters, config.C_s
-    x = np.asarray(x, dtype=np.float64)
-    out = np.zeros((len(x), config.N1))
-    for s in range(0, len(x), chunk):
-        v = x[s:s + chunk]
-        n = len(v)
-        if kind == "dense":
-            patches = v[:, engine.idx].transpose(1, 0, 2)
-            a = np.matmul(patches, engine.W1.reshape(K, C, -1).transpose(0, 2, 1))  # (K, n, C)
-            out[s:s + n] = a.transpose(1, 0, 2).reshape(n, K * C)
-            continue
-        unit, val = engine._layer1(v)
-        rows = np.broadcast_to(np.arange(n), unit.shape)
-        if kind == "value":
-            np.add.at(out[s:s + n], (rows.ravel(), unit.ravel()), val.ravel())
-        else:
-            out[s + rows.ravel(), unit.ravel()] = 1.0
-    return out
+__all__ = ["PROBES", "ridge_probe", "logistic_probe", "probe_accuracy"]
 
 
 def _standardize(train, test):
@@ -97,6 +59,8 @@ def probe_accuracy(codes_fn, data, method: str = "ridge", **kw) -> tuple[float, 
     (x, y), (tx, ty) = data
     t = time.perf_counter()
     ftr, fte = codes_fn(x), codes_fn(tx)
-    fn = ridge_probe if method == "ridge" else logistic_probe
-    acc = fn(ftr, y, fte, ty, **kw)
+    acc = PROBES[method](ftr, y, fte, ty, **kw)
     return acc, time.perf_counter() - t
+
+
+PROBES = {"ridge": ridge_probe, "logistic": logistic_probe}

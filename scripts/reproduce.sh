@@ -4,32 +4,71 @@
 #   scripts/reproduce.sh            # or: SEEDS=0-9 JOBS=1 scripts/reproduce.sh
 #
 # 1. creates .venv and installs the package (pip install -e ".[dev]") if needed;
-# 2. checks that MNIST is reachable ($DREAMFLOW_MNIST, default ../shared/data/mnist if it
+# 2. reads DREAMFLOW_QUICK exactly as Python does (dreamflow_utils.notebook.quick_mode:
+#    1/true/yes/on = quick, unset/0/false/no/off = full; anything else: exit 2, nothing done);
+# 3. checks that MNIST is reachable ($DREAMFLOW_MNIST, default ../shared/data/mnist if it
 #    exists, else Keras' cache); if not, says how to supply it and exits with status 2;
-# 3. runs the log's four experiments (notebooks/01-04) x seeds 0-4 through the papermill
-#    batch: executed notebooks and records in runs/, the table in results/runs.csv;
+# 4. runs the log's four experiments (notebooks/01-04) x seeds 0-4 through the batch
+#    (python -m dreamflow_utils.batch: an embedded Dask cluster of $JOBS worker processes):
+#    executed notebooks and records in runs/, the table in $CSV (results/reproduction/notebook_runs.csv);
 #    finished runs are never redone, so rerunning after an interruption resumes;
-# 4. renders notebooks 01-04 in place (full run, seed 0; skipped when already rendered from
+# 5. renders notebooks 01-04 in place (full run, seed 0; skipped when already rendered from
 #    the same sources) with their figures in figures/, then notebooks/05_summary.ipynb
-#    (table and figure of results/runs.csv);
-# 5. prints the time it took.
+#    (table and figure of $CSV);
+# 6. prints the time it took.
 # With DREAMFLOW_QUICK=1 it is a smoke test instead: 1 epoch on 2000 samples, everything
 # under runs/quick/ (the committed notebooks, figures/ and results/ are left alone).
+# DRY_RUN=1 only says what it would do (the batch's --dry-run) and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
+CSV_MAIN=results/reproduction/notebook_runs.csv     # the committed table of the main job
 SEEDS=${SEEDS:-0-4}
 JOBS=${JOBS:-2}
-PY=.venv/bin/python
+PY=${PY:-.venv/bin/python}
 
 if [ ! -x "$PY" ]; then
     echo "== creating .venv and installing dreamflow_utils"
     python3 -m venv .venv
+    PY=.venv/bin/python
     "$PY" -m pip install --upgrade pip >/dev/null
     "$PY" -m pip install -e ".[dev]"
-elif ! "$PY" -c "import dreamflow_utils, papermill, nbval" 2>/dev/null; then
+elif ! "$PY" -c "import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in ('dreamflow_utils', 'papermill', 'nbval', 'distributed')))"; then
     echo "== installing dreamflow_utils into .venv"
     "$PY" -m pip install -e ".[dev]"
+fi
+
+# quick or full, decided by Python's own parser: no second opinion in bash
+if ! QUICK=$("$PY" -c '
+import sys
+try:
+    from dreamflow_utils.quick import quick_mode
+except ImportError:
+    from dreamflow_utils.notebook import quick_mode
+try:
+    print(int(quick_mode()))
+except ValueError as e:
+    sys.exit(f"error: {e}; nothing was run")
+'); then
+    exit 2
+fi
+
+if [ "$QUICK" = 1 ]; then
+    echo "== DREAMFLOW_QUICK=${DREAMFLOW_QUICK}: smoke test, results under runs/quick/ (not a reproduction)"
+    export DREAMFLOW_QUICK=1
+    RUNS=runs/quick; CSV=runs/quick/runs.csv; RENDER=(--out-dir runs/quick/notebooks --force)
+else
+    echo "== full run (DREAMFLOW_QUICK=${DREAMFLOW_QUICK:-<not set>}): the log's configuration"
+    export DREAMFLOW_QUICK=0
+    RUNS=runs; CSV=$CSV_MAIN; RENDER=()
+fi
+BATCH=(notebooks/0[1-4]_*.ipynb --seeds "$SEEDS" --jobs "$JOBS" --runs-dir "$RUNS" --csv "$CSV")
+
+if [ "${DRY_RUN:-0}" = 1 ]; then
+    echo "== DRY_RUN=1: the batch would do this (records in $RUNS/, table in $CSV); nothing else is done"
+    "$PY" -m dreamflow_utils.batch "${BATCH[@]}" --dry-run
+    exit 0
 fi
 
 if [ -z "${DREAMFLOW_MNIST:-}" ] && [ -d ../shared/data/mnist ]; then
@@ -49,23 +88,14 @@ MSG
     exit 2
 fi
 
-if [ "${DREAMFLOW_QUICK:-0}" = 1 ]; then
-    echo "== DREAMFLOW_QUICK=1: smoke test, results under runs/quick/ (not a reproduction)"
-    RUNS=runs/quick; CSV=runs/quick/runs.csv; RENDER=(--out-dir runs/quick/notebooks --force)
-else
-    export DREAMFLOW_QUICK=0
-    RUNS=runs; CSV=results/runs.csv; RENDER=()
-fi
-
 echo "== batch: notebooks 01-04 x seeds $SEEDS, $JOBS at a time (records in $RUNS/, table in $CSV)"
-"$PY" -m dreamflow_utils.batch notebooks/0[1-4]_*.ipynb --seeds "$SEEDS" --jobs "$JOBS" \
-    --runs-dir "$RUNS" --csv "$CSV"
+"$PY" -m dreamflow_utils.batch "${BATCH[@]}"
 
 echo "== rendering notebooks 01-04 (seed 0) with their figures"
 "$PY" -m dreamflow_utils.notebook render "${RENDER[@]}" --jobs "$JOBS" notebooks/0[1-4]_*.ipynb
 
 echo "== rendering the summary"
-if [ "${DREAMFLOW_QUICK}" = 1 ]; then
+if [ "$QUICK" = 1 ]; then
     "$PY" -m papermill notebooks/05_summary.ipynb runs/quick/notebooks/05_summary.ipynb \
         --cwd notebooks -p csv_path "$(pwd)/$CSV" --no-progress-bar --log-level WARNING
 else

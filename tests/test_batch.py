@@ -1,11 +1,19 @@
-"""Tests for dreamflow_utils.batch, on the tiny fixture notebooks in tests/fixtures/ (each run starts a kernel)."""
+"""Tests for dreamflow_utils.batch: sweeps on Dask distributed and the results store.
+
+The Dask mechanics use CallRuns of tests/fixtures/batch_funcs.py (no kernels) on one
+LocalCluster shared by the module (passed as an existing scheduler); a few tests start their
+own cluster (embedded, or `dask scheduler` / `dask worker` subprocesses); kernels are
+started sparingly (tiny fixture notebooks).
+"""
 import csv
+import errno
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -14,9 +22,26 @@ import nbformat
 import pytest
 
 from dreamflow_utils import batch as B
+from dreamflow_utils import files as F
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parents[1]
+if str(FIXTURES) not in sys.path:
+    sys.path.insert(0, str(FIXTURES))  # batch_funcs, for the workers this process spawns
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(FIXTURES), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Address of a LocalCluster (2 single-threaded worker processes, 1 retry after a worker died)."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        c = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                         host="127.0.0.1", silence_logs=40)
+    yield c.scheduler_address
+    c.close()
 
 
 @pytest.fixture
@@ -27,14 +52,19 @@ def nbs(tmp_path):
     return tmp_path
 
 
+def lines(path):
+    """Lines of a log file (sorted), [] if missing."""
+    path = Path(path)
+    return sorted(path.read_text().splitlines()) if path.exists() else []
+
+
 def executions(folder):
-    """Lines 'seed scale' appended by toy.ipynb each time it really runs."""
-    log = folder / "executions.log"
-    return sorted(log.read_text().splitlines()) if log.exists() else []
+    """Lines 'seed scale' appended by toy.ipynb (or 'seed dataset' by probe.ipynb) each time it really runs."""
+    return lines(Path(folder) / "executions.log")
 
 
 def record_files(folder):
-    return sorted(p for p in folder.glob("*.json") if not p.name.endswith(".result.json"))
+    return sorted(p for p in Path(folder).glob("*.json") if not p.name.startswith("."))
 
 
 def read_csv(path):
@@ -42,44 +72,98 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def cli(*args, cwd):
-    return subprocess.Popen([sys.executable, "-m", "dreamflow_utils.batch", *args], cwd=cwd,
-                            env={**os.environ, "PYTHONPATH": str(REPO)},
+def square(x, log, group="sq", **kw):
+    return B.CallRun(group, f"square {x}", "batch_funcs:square", {"x": x, "log": str(log), **kw})
+
+
+def cli(*args, cwd, env=None):
+    return subprocess.Popen([sys.executable, "-m", "dreamflow_utils.batch", *args], cwd=cwd, env=env or ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
+
+def one_error_line(err):
+    """stderr of a refused command: exactly one line `error: ...`, no traceback."""
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err.strip()
+
 # -----------------------------------------------------------------------------
-# planning: no kernels
-
-
-def test_parsing():
-    assert B.parse_seeds("0-4") == [0, 1, 2, 3, 4]
-    assert B.parse_seeds("0,1,7") == [0, 1, 7]
-    assert B.parse_seeds("0-2,7") == [0, 1, 2, 7]
-    assert B.parse_value("1000") == 1000 and B.parse_value("1e-3") == 0.001
-    assert B.parse_value("True") is True and B.parse_value("adam") == "adam"
-    assert B.parse_values("10,20") == [10, 20]
-    assert B.parse_values("adam,sgd") == ["adam", "sgd"]
-    assert B.parse_values("0.5") == [0.5]
-    assert B.parse_values("[1,2],[3]") == [[1, 2], [3]]
+# planning and identities: no cluster
 
 
 def test_plan_grid_and_ids(nbs):
-    runs = B.plan([nbs / "toy.ipynb"], seeds=[0, 1, 2], params={"fail": False}, grid={"scale": [0.5, 1.0]})
+    runs = B.plan([nbs / "toy.ipynb"], seeds=[0, 1, 2], params={"fail": False}, grid={"scale": [0.5, 1.0]}, quick=False)
     assert len(runs) == 6
     assert [r.params for r in runs[:3]] == [{"seed": s, "fail": False, "scale": 0.5} for s in range(3)]
     assert runs[0].run_id == "toy__fail=False__scale=0.5__seed=0"  # keys sorted case-insensitively
-    assert len({r.run_id for r in runs}) == 6
-    assert B.Run(Path("02_block_Cs10.ipynb"), {"T_s": 1000, "seed": 3}).run_id == "02_block_Cs10__seed=3__T_s=1000"
+    assert runs[0].group == "toy" and len({r.run_id for r in runs}) == 6
+    quick = B.plan([nbs / "toy.ipynb"], seeds=[0], quick=True)[0]
+    assert quick.run_id == "toy__seed=0__quick" and quick.quick is True
+    assert B.NotebookRun(Path("02_block_Cs10.ipynb"), {"T_s": 1000, "seed": 3}, quick=False).run_id \
+        == "02_block_Cs10__seed=3__T_s=1000"
     # ids are stable, filename-safe, and hashed when unsafe or long
-    odd = B.Run(Path("toy.ipynb"), {"seed": 0, "scale": "a/b c"})
-    assert odd.run_id == B.Run(Path("toy.ipynb"), {"scale": "a/b c", "seed": 0}).run_id
+    odd = B.NotebookRun(Path("toy.ipynb"), {"seed": 0, "scale": "a/b c"}, quick=False)
+    assert odd.run_id == B.NotebookRun(Path("toy.ipynb"), {"scale": "a/b c", "seed": 0}, quick=False).run_id
     assert odd.run_id.startswith("toy__scale=a-b-c__seed=0__") and "/" not in odd.run_id
-    long = B.Run(Path("toy.ipynb"), {"seed": 0, "scale": "x" * 300})
-    assert len(long.run_id) <= 120 and long.run_id != B.Run(Path("toy.ipynb"), {"seed": 0, "scale": "x" * 301}).run_id
+    long = B.NotebookRun(Path("toy.ipynb"), {"seed": 0, "scale": "x" * 300}, quick=False)
+    assert len(long.run_id) <= 120
+    assert long.run_id != B.NotebookRun(Path("toy.ipynb"), {"seed": 0, "scale": "x" * 301}, quick=False).run_id
     # duplicates collapse, seed only via seeds
     assert len(B.plan([nbs / "toy.ipynb"] * 2, seeds=[0, 0])) == 1
     with pytest.raises(ValueError, match="seed"):
         B.plan([nbs / "toy.ipynb"], seeds=[0], params={"seed": 1})
+    with pytest.raises(ValueError, match="twice"):
+        B.plan([nbs / "toy.ipynb"], seeds=[0], params={"scale": 1}, grid={"scale": [1, 2]})
+
+
+def test_quick_mode_from_environment(nbs, monkeypatch):
+    for value, quick in [("1", True), ("true", True), (" YES ", True), ("on", True), ("0", False), ("", False),
+                         ("off", False), ("False", False)]:
+        monkeypatch.setenv("DREAMFLOW_QUICK", value)
+        assert B.plan([nbs / "toy.ipynb"], seeds=[0])[0].quick is quick
+    monkeypatch.setenv("DREAMFLOW_QUICK", "maybe")
+    with pytest.raises(ValueError, match="DREAMFLOW_QUICK='maybe'"):
+        B.plan([nbs / "toy.ipynb"], seeds=[0])
+    assert B.main([str(nbs / "toy.ipynb"), "--runs-dir", str(nbs / "runs")]) == 2
+    assert not (nbs / "runs").exists()
+
+
+def test_identities(nbs):
+    toy = nbs / "toy.ipynb"
+    run = B.NotebookRun(toy, {"seed": 0, "scale": (1, 2)}, quick=False)
+    ident = run.identity
+    assert ident["kind"] == "notebook" and ident["notebook"] == "toy.ipynb" and ident["quick"] is False
+    assert ident["params"] == {"seed": 0, "scale": [1, 2]} and len(ident["code_sha256"]) == 64
+    assert "dataset" not in ident
+    assert B.NotebookRun(nbs / "probe.ipynb", {"seed": 0, "dataset": "mnist"}, quick=False).identity["dataset"] == "mnist"
+    assert B.NotebookRun(toy, {"seed": 0, "scale": (1, 2)}, quick=True).identity != ident
+    # the code cells count, markdown does not
+    nb = nbformat.read(toy, 4)
+    nb.cells[0].source += "\nmore words"
+    nbformat.write(nb, nbs / "toy2.ipynb")
+    same = B.NotebookRun(nbs / "toy2.ipynb", {"seed": 0}, quick=False).identity["code_sha256"]
+    assert same == B.NotebookRun(toy, {"seed": 0}, quick=False).identity["code_sha256"]
+    nb.cells[2].source += "\nx = 1"
+    nbformat.write(nb, nbs / "toy2.ipynb")
+    assert B.NotebookRun(nbs / "toy2.ipynb", {"seed": 0}, quick=False).identity["code_sha256"] != same
+    # notebooks in the repo: path relative to it
+    assert B.NotebookRun(REPO / "notebooks" / "02_block_Cs10_N2100.ipynb", {"seed": 0}, quick=False).identity[
+        "notebook"] == "notebooks/02_block_Cs10_N2100.ipynb"
+
+    call = B.CallRun("symmetry", "shared s4 C20 N2000 seed 0", "batch_funcs:square",
+                     {"x": 1, "seed": 0, "dataset": "mnist", "quick": False})
+    assert call.run_id == "shared_s4_C20_N2000_seed_0" and call.group == "symmetry"
+    assert call.seed == 0 and call.quick is False
+    assert call.identity == {"kind": "call", "group": "symmetry", "name": "shared s4 C20 N2000 seed 0",
+                             "func": "batch_funcs:square", "kwargs": {"x": 1, "seed": 0, "dataset": "mnist",
+                                                                       "quick": False}}
+    import pickle
+    assert pickle.loads(pickle.dumps(call)).identity == call.identity
+    assert pickle.loads(pickle.dumps(run)).identity == ident
+    for bad in [dict(group="a/b"), dict(group=""), dict(group="..")]:
+        with pytest.raises(ValueError, match="group"):
+            B.CallRun(name="n", func="m:f", **bad)
+    with pytest.raises(ValueError, match="func"):
+        B.CallRun("g", "n", "no_colon")
 
 
 def test_unknown_parameter_and_missing_notebook_refused(nbs, capsys):
@@ -88,111 +172,434 @@ def test_unknown_parameter_and_missing_notebook_refused(nbs, capsys):
     msg = str(e.value)
     assert "'scale'" in msg and "plain.ipynb" in msg and "declares: seed" in msg and "toy.ipynb" not in msg
     with pytest.raises(ValueError, match=r"'lr'.*toy\.ipynb.*fail, record_path, scale, seed, sleep"):
-        B.run_batch([B.Run(nbs / "toy.ipynb", {"seed": 0}), B.Run(nbs / "toy.ipynb", {"seed": 1, "lr": 0.1})],
+        B.run_batch([B.NotebookRun(nbs / "toy.ipynb", {"seed": 0}), B.NotebookRun(nbs / "toy.ipynb", {"seed": 1, "lr": 0.1})],
                     runs_dir=nbs / "runs", csv=nbs / "runs.csv")
     with pytest.raises(FileNotFoundError, match="nope.ipynb"):
         B.plan([nbs / "nope.ipynb"], seeds=[0])
     assert B.main([str(nbs / "toy.ipynb"), "--grid", "lr=0.1,0.2", "--runs-dir", str(nbs / "runs")]) == 2
-    assert "unknown parameter 'lr'" in capsys.readouterr().err
+    assert "unknown parameter 'lr'" in one_error_line(capsys.readouterr().err)
     assert B.main([str(nbs / "nope.ipynb"), "--runs-dir", str(nbs / "runs")]) == 2
+    assert "notebook not found" in one_error_line(capsys.readouterr().err)
     assert not (nbs / "runs").exists() and not (nbs / "runs.csv").exists() and executions(nbs) == []
 
-# -----------------------------------------------------------------------------
-# running
+
+@pytest.mark.parametrize("args, words", [
+    (["--grid", "scale="], "--grid: empty value in 'scale='"),
+    (["--grid", "scale=10,,20"], "empty item in '10,,20'"),
+    (["--grid", "scale=[10,20"], "unbalanced brackets"),
+    (["--grid", "scale=1,2", "--grid", "scale=3"], "'scale' given twice"),
+    (["--param", "scale=1", "--param", "scale=2"], "'scale' given twice"),
+    (["--param", "scale=1", "--grid", "scale=2,3"], "given twice or reserved"),
+    (["--param", "seed=1"], "reserved"),
+    (["--param", "scale"], "expected NAME=VALUE"),
+    (["--seeds", "4-0"], "--seeds: range '4-0'"),
+    (["--seeds", "0-"], "--seeds: '0-'"),
+    (["--seeds", "0,0"], "given twice"),
+    (["--jobs", "0"], "--jobs: must be at least 1"),
+    (["--jobs", "two"], "--jobs: expected a whole number"),
+    (["--retries", "-1"], "--retries: must be 0 or more"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_malformed_arguments(nbs, capsys, args, words):
+    assert B.main([str(nbs / "toy.ipynb"), "--runs-dir", str(nbs / "runs"), *args]) == 2
+    out, err = capsys.readouterr()
+    assert words in one_error_line(err) and out == ""
+    assert not (nbs / "runs").exists() and executions(nbs) == []
 
 
-def test_batch_records_csv_failures_parallel(nbs, capsys):
-    runs = (B.plan([nbs / "toy.ipynb"], seeds=[0, 1], params={"scale": 0.5}, grid={"fail": [False, True]})
-            + B.plan([nbs / "no_record.ipynb", nbs / "plain.ipynb"], seeds=[0]))
-    out, table = nbs / "runs", nbs / "results" / "runs.csv"
-    records = B.run_batch(runs, runs_dir=out, jobs=2, csv=table)
+def test_run_lock(tmp_path):
+    path = tmp_path / ".x.lock"
+    a, b = B.RunLock(path), B.RunLock(path)
+    assert a.acquire() and not b.acquire()
+    assert f"pid {os.getpid()}" in b.holder()
+    a.release()
+    assert not path.exists() and b.acquire()
+    b.release()
+    # a lock file left by a dead process (SIGKILL: no release) is not a lock
+    path.write_text(json.dumps({"pid": 999999, "host": "elsewhere", "since": "yesterday"}))
+    assert a.acquire()
+    a.release()
+    # a process killed while holding it: the kernel releases the flock
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, time; from dreamflow_utils.batch import RunLock; "
+                             f"assert RunLock({str(path)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+                            env=ENV, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    assert not a.acquire()
+    proc.kill()
+    proc.wait()
+    assert a.acquire()
+    a.release()
 
-    assert [r["run_id"] for r in records] == [r.run_id for r in runs]
-    assert [r["status"] for r in records] == ["ok", "ok", "failed", "failed", "failed", "ok"]
-    ok, fail, silent, plain = records[0], records[2], records[4], records[5]
-    assert set(ok) >= {"notebook", "run_id", "params", "seed", "status", "error", "wall_seconds", "started",
-                       "finished", "output_notebook", "test_accuracy", "epoch_accuracies", "seconds", "config"}
-    assert ok["params"] == {"seed": 0, "scale": 0.5, "fail": False} and ok["seed"] == 0 and ok["error"] is None
-    assert ok["test_accuracy"] == 0.15 and ok["epoch_accuracies"] == [0.05, 0.1, 0.15] and ok["seconds"] == 0.25
-    assert ok["config"] == {"seed": 0, "scale": 0.5}
-    assert fail["error"].startswith("ValueError: asked to fail (seed=0)") and "test_accuracy" not in fail
-    assert "without writing its results to record_path" in silent["error"]
-    assert plain["status"] == "ok" and "test_accuracy" not in plain
-    for r in records:  # record and executed notebook on disk, under final names only
-        assert json.loads((out / Path(r["notebook"]).stem / f"{r['run_id']}.json").read_text()) == r
-        assert Path(r["output_notebook"]).is_file()
-    assert "asked to fail" in Path(fail["output_notebook"]).read_text()
-    cells = nbformat.read(ok["output_notebook"], 4).cells
-    injected = [c.source for c in cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert f"record_path = \"{(out / 'toy' / ok['run_id']).resolve()}.result.json\"" in injected[0]
-    expected = [f"{r['run_id']}.{ext}" for r in records[:4] for ext in ("ipynb", "json")]
-    assert sorted(p.name for p in (out / "toy").iterdir()) == sorted(expected)
 
-    # jobs=2 really ran notebooks concurrently
-    spans = [(datetime.fromisoformat(r["started"]), datetime.fromisoformat(r["finished"])) for r in records]
-    assert any(a0 < b1 and b0 < a1 for i, (a0, a1) in enumerate(spans) for b0, b1 in spans[i + 1:])
+def test_stale_private_folders_of_dead_workers_are_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(B.tempfile, "gettempdir", lambda: str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for pid in (dead.pid, os.getpid(), 1):
+        (tmp_path / f"dreamflow-run-{pid}-abc").mkdir()
+    (tmp_path / "dreamflow-run-x-abc").mkdir()
+    B._clean_stale_tmp()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"dreamflow-run-{os.getpid()}-abc", "dreamflow-run-1-abc", "dreamflow-run-x-abc"])
 
-    rows = read_csv(table)
-    assert list(rows[0])[:7] == ["notebook", "run_id", "seed", "test_accuracy", "seconds", "status", "error"]
-    assert list(rows[0])[7:10] == ["fail", "scale", "epoch_accuracies"]
-    row = {r["run_id"]: r for r in rows}[ok["run_id"]]
-    assert [row[k] for k in ("seed", "test_accuracy", "seconds", "status", "error")] == ["0", "0.15", "0.25", "ok", ""]
-    assert (row["fail"], row["scale"], row["epoch_accuracies"]) == ("False", "0.5", "0.05;0.1;0.15")
-    assert {r["run_id"]: r["status"] for r in rows} == {r["run_id"]: r["status"] for r in records}
 
-    # the CLI exits nonzero when a run failed (only failed runs are redone) and the CSV covers all batches
+def test_collect_never_shrinks_a_table(tmp_path, capsys, monkeypatch):
+    runs, table = tmp_path / "runs", tmp_path / "results" / "runs.csv"
+    folder = runs / "sq"
+    folder.mkdir(parents=True)
+    for i in range(2):
+        (folder / f"r{i}.json").write_text(json.dumps({"run_id": f"r{i}", "status": "ok", "params": {"x": i},
+                                                       "quick": i == 1}))
+    table.parent.mkdir()
+    committed = "notebook,run_id,seed\n" + "".join(f"nb,r{i},0\n" for i in range(5))
+    table.write_text(committed)
+    with pytest.raises(B.StoreError, match=r"refusing to rewrite .*runs\.csv: it has 5 rows, the records in .* give 2"):
+        B.collect(runs, table)
+    assert table.read_text() == committed
+    assert B.main(["--runs-dir", str(runs), "--csv", str(table)]) == 2
+    assert "--force" in one_error_line(capsys.readouterr().err) and table.read_text() == committed
+    # without --csv, the table goes beside the records: the committed one is left alone
+    monkeypatch.chdir(tmp_path)
+    assert B.main(["--runs-dir", "runs"]) == 0
+    assert "2 records -> runs/runs.csv" in capsys.readouterr().out
+    rows = read_csv(runs / "runs.csv")
+    assert [(r["run_id"], r["quick"], r["x"]) for r in rows] == [("r0", "0", "0"), ("r1", "1", "1")]
+    assert table.read_text() == committed
+    assert B.main(["--runs-dir", "runs", "--csv", str(table), "--force"]) == 0
+    assert len(read_csv(table)) == 2
+    # a fresh clone: no records at all, the committed table stays
+    assert B.main(["--runs-dir", "empty", "--csv", str(table)]) == 2
+    assert len(read_csv(table)) == 2
     capsys.readouterr()
-    args = ["--seeds", "0", "--param", "scale=0.5", "--runs-dir", str(out), "--csv", str(table)]
-    assert B.main([str(nbs / "toy.ipynb"), "--grid", "fail=True,False", *args]) == 1
-    assert "FAILED toy__fail=True__scale=0.5__seed=0: ValueError: asked to fail" in capsys.readouterr().err
-    assert executions(nbs) == ["0 0.5"] * 3 + ["1 0.5"] * 2
-    assert len(read_csv(table)) == 6 and len(B.collect(out, nbs / "again.csv")) == 6
 
 
-def test_resume_after_damage(nbs):
-    toy, out, table = nbs / "toy.ipynb", nbs / "runs", nbs / "runs.csv"
-    runs = B.plan([toy], seeds=[0, 1, 2, 3])
-    B.run_batch(runs, runs_dir=out, jobs=2, csv=table)
-    assert executions(nbs) == ["0 1.0", "1 1.0", "2 1.0", "3 1.0"]
-    folder = out / "toy"
-    kept = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir() if "seed=0" in p.name}
+def test_unwritable_runs_dir_and_table(nbs, capsys, monkeypatch):
+    """Read-only runs dir or table folder: one line naming the path, status 2, nothing run."""
+    real = B.tempfile.mkstemp
+    readonly = str(nbs / "ro")
 
-    # simulate interruptions and damage: a lost record, a torn one, a failed one, stray temp files
-    (folder / "toy__seed=1.json").unlink()
-    (folder / "toy__seed=2.json").write_text('{"run_id": "toy__se')
-    rec3 = json.loads((folder / "toy__seed=3.json").read_text())
-    (folder / "toy__seed=3.json").write_text(json.dumps({**rec3, "status": "failed"}))
-    (folder / ".toy__seed=0.json.999.1.tmp").write_text('{"half": ')
-    (folder / ".toy__seed=1.partial.ipynb").write_text('{"cells": [')
-    (folder / "toy__seed=1.result.json").write_text('{"test_accuracy": 0.99}')  # stale, must not be used
-    with pytest.warns(UserWarning, match="toy__seed=2.json"):
-        assert len(B.collect(out, table)) == 2  # the torn record is skipped, the temp files ignored
+    def mkstemp(*a, dir=None, **kw):
+        if str(dir).startswith(readonly):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*a, dir=dir, **kw)
 
-    records = B.run_batch(runs, runs_dir=out, jobs=2, csv=table)
-    assert [r["status"] for r in records] == ["ok"] * 4
-    assert executions(nbs) == ["0 1.0", "1 1.0", "1 1.0", "2 1.0", "2 1.0", "3 1.0", "3 1.0"]
-    assert all((p.read_bytes(), p.stat().st_mtime_ns) == v for p, v in kept.items())  # finished run untouched
-    assert records[1]["test_accuracy"] == 0.31
-    assert not (folder / ".toy__seed=1.partial.ipynb").exists()  # reused, then moved to its final name
-    assert {r["run_id"]: r["status"] for r in read_csv(table)} == {f"toy__seed={s}": "ok" for s in range(4)}
+    monkeypatch.setattr(B.tempfile, "mkstemp", mkstemp)
+    args = [str(nbs / "toy.ipynb"), "--no-progress"]
+    assert B.main([*args, "--runs-dir", readonly]) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert err == f"error: cannot write runs dir {readonly}: Read-only file system"
+    assert B.main([*args, "--runs-dir", str(nbs / "runs"), "--csv", f"{readonly}/runs.csv"]) == 2
+    assert one_error_line(capsys.readouterr().err) == \
+        f"error: cannot write folder of the table {readonly}/runs.csv: Read-only file system"
+    assert executions(nbs) == []
+    monkeypatch.undo()
+    # a runs dir that is a file
+    (nbs / "file").write_text("")
+    assert B.main([*args, "--runs-dir", str(nbs / "file")]) == 2
+    assert "cannot write runs dir" in one_error_line(capsys.readouterr().err)
 
-    # nothing left to do: nothing runs
-    assert B.run_batch(runs, runs_dir=out, jobs=2, csv=None) == records
-    assert len(executions(nbs)) == 7
+# -----------------------------------------------------------------------------
+# running: function runs on the shared cluster
 
 
-def test_interrupted_cli_resumes(nbs, monkeypatch, capsys):
-    args = ["toy.ipynb", "--seeds", "0-2", "--param", "sleep=0.5", "--runs-dir", "runs", "--csv", "runs.csv"]
+def test_call_runs_records_files_csv_resume(cluster, tmp_path):
+    log, out, table = tmp_path / "log", tmp_path / "runs", tmp_path / "runs.csv"
+    runs = [square(x, log, seed=0, quick=False) for x in (1, 2)] + [
+        B.CallRun("other", "files 3", "batch_funcs:with_files", {"x": 3, "log": str(log)}),
+        B.CallRun("other", "fail", "batch_funcs:fail", {"x": 1, "log": str(log)})]
+    records = B.run_batch(runs, out, table, scheduler=cluster, progress=False)
+    assert [r["status"] for r in records] == ["ok", "ok", "ok", "failed"]
+    assert [r["run_id"] for r in records] == ["square_1", "square_2", "files_3", "fail"]
+    sq = records[1]
+    assert sq["test_accuracy"] == 0.04 and sq["epoch_accuracies"] == [0.1, 0.2] and sq["seed"] == 0
+    assert sq["quick"] is False and sq["params"] == {"x": 2, "log": str(log), "seed": 0, "quick": False}
+    assert sq["identity"] == runs[1].identity and sq["group"] == "sq" and sq["func"] == "batch_funcs:square"
+    assert sq["pid"] != os.getpid()  # ran on a worker
+    assert records[3]["error"].startswith("ValueError: asked to fail (x=1)")
+    for r in records:  # on disk exactly as returned
+        assert json.loads((out / r["group"] / f"{r['run_id']}.json").read_text()) == r
+    assert records[2]["files"] == ["files_3.arrays/a.bin", "files_3.notes.txt"]
+    assert (out / "other" / "files_3.notes.txt").read_text() == "x=3\n"
+    assert (out / "other" / "files_3.arrays" / "a.bin").read_bytes() == bytes(range(3))
+    assert sorted(p.name for p in (out / "other").iterdir()) == [
+        "fail.json", "files_3.arrays", "files_3.json", "files_3.notes.txt"]  # no locks or temp files left
+    rows = read_csv(table)
+    assert list(rows[0])[:11] == ["group", "name", "func", "notebook", "run_id", "seed", "quick", "test_accuracy",
+                                  "seconds", "status", "error"]
+    assert {r["run_id"]: (r["status"], r["quick"]) for r in rows} == {
+        "square_1": ("ok", "0"), "square_2": ("ok", "0"), "files_3": ("ok", ""), "fail": ("failed", "")}
+    assert lines(log) == ["1 0 0", "2 0 0", "fail 1", "files 3"]
+
+    # rerun: only the failed run is redone; finished records are untouched
+    kept = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in record_files(out / "sq")}
+    again = B.run_batch(runs, out, table, scheduler=cluster, progress=False)
+    assert again[:3] == records[:3] and again[3]["status"] == "failed"
+    assert lines(log) == ["1 0 0", "2 0 0", "fail 1", "fail 1", "files 3"]
+    assert all((p.read_bytes(), p.stat().st_mtime_ns) == v for p, v in kept.items())
+    assert len(read_csv(table)) == 4
+
+
+def test_identity_change_supersedes_and_quick_is_not_full(cluster, tmp_path):
+    log, out = tmp_path / "log", tmp_path / "runs"
+    quick = B.CallRun("g", "files", "batch_funcs:with_files", {"x": 2, "log": str(log)})
+    first = B.run_batch([quick], out, progress=False, scheduler=cluster)[0]
+    # same name, different arguments: redone; the old record and its files are kept aside, not lost
+    changed = B.CallRun("g", "files", "batch_funcs:with_files", {"x": 4, "log": str(log)})
+    assert B.done(changed, out) is None and B.done(quick, out) == first
+    second = B.run_batch([changed], out, csv=out / "runs.csv", progress=False, scheduler=cluster)[0]
+    assert second["status"] == "ok" and second["test_accuracy"] == 0.4 and lines(log) == ["files 2", "files 4"]
+    old = Path(second["superseded"])
+    assert old.parent == out / "g" / "superseded"
+    assert json.loads((old / "files.json").read_text()) == first
+    assert (old / "files.notes.txt").read_text() == "x=2\n" and (old / "files.arrays" / "a.bin").exists()
+    assert (out / "g" / "files.notes.txt").read_text() == "x=4\n"
+    assert [r["test_accuracy"] for r in read_csv(out / "runs.csv")] == ["0.4"]  # superseded: not in the table
+
+    # quick and full records of the same run never stand in for each other
+    quick = B.run_batch([square(1, log, quick=True, seed=0)], out, progress=False, scheduler=cluster)[0]
+    full = B.run_batch([square(1, log, quick=False, seed=0)], out, progress=False, scheduler=cluster)[0]
+    assert (quick["run_id"], quick["quick"]) == ("square_1__quick", True)
+    assert (full["run_id"], full["quick"], full["status"]) == ("square_1", False, "ok")
+    assert lines(log).count("1 0 1") == 1 and lines(log).count("1 0 0") == 1
+    # a quick record under the full run's name (e.g. written by hand): redone, kept aside
+    record = json.loads((out / "sq" / "square_1.json").read_text())
+    (out / "sq" / "square_1.json").write_text(json.dumps({**record, "identity": quick["identity"], "quick": True}))
+    assert B.run_batch([square(1, log, quick=False, seed=0)], out, progress=False, scheduler=cluster)[0]["quick"] is False
+    assert lines(log).count("1 0 0") == 2 and len(list((out / "sq" / "superseded").iterdir())) == 1
+
+
+def test_two_concurrent_batches_share_the_work(cluster, tmp_path):
+    """Two batches on one runs dir (processes): every run executed once, no false failure."""
+    script = tmp_path / "sweep.py"
+    script.write_text(
+        "import sys\nfrom dreamflow_utils import batch as B\n"
+        "if __name__ == '__main__':\n"
+        f"    runs = [B.CallRun('sq', f'square {{x}}', 'batch_funcs:square', dict(x=x, log={str(tmp_path / 'log')!r}, sleep=0.3))"
+        " for x in range(8)]\n"
+        f"    recs = B.run_batch(runs, {str(tmp_path / 'runs')!r}, csv={str(tmp_path / 'runs.csv')!r}, scheduler=sys.argv[1], progress=False)\n"
+        "    print(sum(r['status'] == 'ok' for r in recs))\n")
+    procs = [subprocess.Popen([sys.executable, str(script), cluster], env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert [o.strip() for o, _ in outs] == ["8", "8"], outs
+    assert lines(tmp_path / "log") == sorted(f"{x} 0 0" for x in range(8))  # each run executed once
+    assert len(read_csv(tmp_path / "runs.csv")) == 8
+    assert sorted(p.name for p in (tmp_path / "runs" / "sq").iterdir()) == sorted(f"square_{x}.json" for x in range(8))
+
+
+class NoSpace:
+    """Stands in for `os` in dreamflow_utils.files: a write of more than `limit` bytes hits a full disk."""
+
+    def __init__(self, limit):
+        self.limit = limit
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def fdopen(self, fd, mode="r", *a, **kw):
+        f = os.fdopen(fd, mode, *a, **kw)
+        limit, write = self.limit, f.write
+
+        def full_write(data):
+            if len(data) > limit:
+                write(data[:limit])
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return write(data)
+
+        f.write = full_write
+        return f
+
+
+def test_full_disk(cluster, nbs, monkeypatch, capsys):
+    """ENOSPC while storing a result: one line naming the file, status 2; no partial file under a final name."""
+    log, out = nbs / "log", nbs / "runs"
+    done_before = B.run_batch([square(1, log)], out, progress=False, scheduler=cluster)[0]
+    monkeypatch.setattr(F, "os", NoSpace(limit=200))
+    with pytest.raises(B.StoreError, match=r"cannot write .*/sq/files_5\.arrays/a\.bin: No space left on device"):
+        B.run_batch([B.CallRun("sq", "files 5", "batch_funcs:with_files", {"x": 250})], out, progress=False,
+                    scheduler=cluster)
+    assert not list((out / "sq").glob("files_5*")) and not list((out / "sq").glob(".*"))
+    # the CLI: a notebook whose record cannot be written
+    args = [str(nbs / "toy.ipynb"), "--runs-dir", str(out), "--scheduler", cluster, "--no-progress"]
+    monkeypatch.setattr(F, "os", NoSpace(limit=100))
+    assert B.main(args) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert err.startswith(f"error: cannot write {out}/toy/toy__seed=0__quick.ipynb: ") and "No space left" in err
+    assert sorted(p.name for p in (out / "toy").iterdir()) == []
+    assert json.loads((out / "sq" / "square_1.json").read_text()) == done_before
+    monkeypatch.undo()
+    assert B.main(args) == 0  # space again: the run is done now
+    assert [p.name for p in record_files(out / "toy")] == ["toy__seed=0__quick.json"]
+
+# -----------------------------------------------------------------------------
+# notebooks (kernels)
+
+
+def test_notebook_runs_quick_and_full(cluster, nbs):
+    probe, out, table = nbs / "probe.ipynb", nbs / "runs", nbs / "runs.csv"
+    runs = [B.NotebookRun(probe, {"seed": 1}, quick=True), B.NotebookRun(probe, {"seed": 1}, quick=False),
+            B.NotebookRun(nbs / "toy.ipynb", {"seed": 0, "fail": True}, quick=True),
+            B.NotebookRun(nbs / "no_record.ipynb", {"seed": 0}, quick=False)]
+    records = B.run_batch(runs, out, table, scheduler=cluster, progress=False)
+    q, f, fail, silent = records
+    assert [r["status"] for r in records] == ["ok", "ok", "failed", "failed"]
+    assert (q["run_id"], f["run_id"]) == ("probe__seed=1__quick", "probe__seed=1")
+    assert q["env"]["DREAMFLOW_QUICK"] == "1" and f["env"]["DREAMFLOW_QUICK"] == "0"  # forwarded to the kernel
+    assert (q["quick"], f["quick"]) == (True, False) and q["cwd"] == str(nbs.resolve())
+    assert q["identity"]["code_sha256"] == runs[0].identity["code_sha256"] and q["identity"]["dataset"] == "digits"
+    assert q["test_accuracy"] == 0.51 and q["epoch_accuracies"] == [0.51]
+    assert q["files"] == ["probe__seed=1__quick.figures/probe_figure.png", "probe__seed=1__quick.ipynb"]
+    assert (out / "probe" / "probe__seed=1__quick.figures" / "probe_figure.png").read_bytes() == b"not really a png 1"
+    assert q["output_notebook"] == str(out / "probe" / "probe__seed=1__quick.ipynb")
+    executed = nbformat.read(q["output_notebook"], 4)
+    injected = [c.source for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert "seed = 1" in injected[0] and "record_path = " in injected[0]
+    assert fail["error"].startswith("ValueError: asked to fail (seed=0)") and "test_accuracy" not in fail
+    assert "asked to fail" in Path(fail["output_notebook"]).read_text()
+    assert "without writing its results to record_path" in silent["error"]
+    assert executions(nbs) == ["0 1.0", "1 digits", "1 digits"]
+    rows = read_csv(table)
+    assert list(rows[0])[:8] == ["notebook", "run_id", "seed", "quick", "dataset", "test_accuracy", "seconds", "status"]
+    assert [(r["run_id"], r["quick"], r["dataset"], r["status"]) for r in rows] == [
+        ("no_record__seed=0", "0", "", "failed"), ("probe__seed=1", "0", "digits", "ok"),
+        ("probe__seed=1__quick", "1", "digits", "ok"), ("toy__fail=True__seed=0__quick", "1", "", "failed")]
+    # nothing but final names under the runs dir
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+
+    # the notebook's code changes: its ok runs are redone, the old ones kept aside
+    nb = nbformat.read(probe, 4)
+    nb.cells[3].source = nb.cells[3].source.replace("0.5 + seed / 100", "0.25 + seed / 100")
+    nbformat.write(nb, probe)
+    again = B.run_batch([B.NotebookRun(probe, {"seed": 1}, quick=True)], out, table, scheduler=cluster,
+                        progress=False)[0]
+    assert again["test_accuracy"] == 0.26 and again["identity"] != q["identity"]
+    old = Path(again["superseded"])
+    assert json.loads((old / "probe__seed=1__quick.json").read_text())["test_accuracy"] == 0.51
+    assert (old / "probe__seed=1__quick.figures" / "probe_figure.png").exists()
+    assert len(read_csv(table)) == 4
+
+
+def test_embedded_cluster_quick_sweep(nbs, capsys):
+    """No scheduler: an embedded LocalCluster of --jobs workers with their share of the cores."""
+    runs = B.plan([nbs / "probe.ipynb"], seeds=[0, 1], quick=True)
+    numba_env = os.environ.get("NUMBA_NUM_THREADS")
+    records = B.run_batch(runs, nbs / "runs", nbs / "runs.csv", jobs=2)
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    import numba
+    share = str(max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // 2)))
+    assert all(r["env"] == {"DREAMFLOW_QUICK": "1", "NUMBA_NUM_THREADS": share,
+                            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")} for r in records)
+    assert os.environ.get("NUMBA_NUM_THREADS") == numba_env  # this process keeps its own
+    spans = [(datetime.fromisoformat(r["started"]), datetime.fromisoformat(r["finished"])) for r in records]
+    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # the two ran side by side
+    assert executions(nbs) == ["0 digits", "1 digits"]
+    assert "runs: 100%" in capsys.readouterr().err  # the progress bar
+
+
+def test_killed_worker_is_retried_or_recorded_failed(nbs):
+    """Embedded cluster: a worker killed mid-run. retries=0: recorded failed (KilledWorker), finished
+    records intact; the rerun (retries=1) resumes: the run is retried after its worker dies again."""
+    log, out = nbs / "log", nbs / "runs"
+    runs = [square(1, log), B.CallRun("sq", "victim", "batch_funcs:wait_to_be_killed",
+                                      {"folder": str(nbs), "tag": "victim", "log": str(log), "times": 2}),
+            square(2, log, sleep=1.0)]
+
+    def kill_when_waiting(attempt):
+        pid_file = nbs / f"victim.pid.{attempt}"
+        deadline = time.time() + 60
+        while not pid_file.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_when_waiting, args=(1,))
+    killer.start()
+    records = B.run_batch(runs, out, jobs=2, retries=0, progress=False)
+    killer.join()
+    assert [r["status"] for r in records] == ["ok", "failed", "ok"]
+    assert "KilledWorker" in records[1]["error"] and "after 0 retries" in records[1]["error"]
+    kept = {p: p.read_bytes() for p in record_files(out / "sq") if "square" in p.name}
+    assert len(kept) == 2
+
+    killer = threading.Thread(target=kill_when_waiting, args=(2,))
+    killer.start()
+    again = B.run_batch(runs, out, jobs=2, retries=1, progress=False)
+    killer.join()
+    assert [r["status"] for r in again] == ["ok", "ok", "ok"] and again[1]["attempt"] == 3
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert lines(log) == ["1 0 0", "2 0 0", "victim attempt 1", "victim attempt 2", "victim attempt 3"]
+
+
+def _start_dask(tmp_path, nworkers=1):
+    """`dask scheduler` and `dask worker` subprocesses on 127.0.0.1, random port; (procs, scheduler file)."""
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    sched_file = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0",
+                               "--scheduler-file", str(sched_file)], env=ENV, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    deadline = time.time() + 60
+    while not sched_file.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
+                                   str(sched_file), "--nworkers", str(nworkers), "--nthreads", "1", "--host",
+                                   "127.0.0.1"], env=ENV, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL))
+    return procs, sched_file
+
+
+def test_separate_scheduler_and_worker(nbs):
+    """--scheduler with a separately started `dask scheduler` and `dask worker`: a 2-run quick sweep
+    from the command line; a killed worker process is restarted by its nanny and the run retried."""
+    procs, sched_file = _start_dask(nbs)
+    try:
+        from distributed import Client
+        with Client(scheduler_file=str(sched_file), timeout="60s") as client:
+            client.wait_for_workers(1, timeout=60)
+            address = client.scheduler.address
+        proc = cli(str(nbs / "toy.ipynb"), "--seeds", "0-1", "--scheduler", address, "--runs-dir", "runs", cwd=nbs)
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        assert "2/2 ok" in out and f"dask dashboard: http://127.0.0.1:" in out
+        assert executions(nbs) == ["0 1.0", "1 1.0"]
+        assert [r["status"] for r in read_csv(nbs / "runs" / "runs.csv")] == ["ok", "ok"]
+
+        log = nbs / "log"
+        runs = [square(3, log), B.CallRun("sq", "victim", "batch_funcs:wait_to_be_killed",
+                                          {"folder": str(nbs), "tag": "victim", "log": str(log)})]
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(
+            records=B.run_batch(runs, nbs / "runs", scheduler=str(sched_file), progress=False)))
+        thread.start()
+        deadline = time.time() + 60
+        while not (nbs / "victim.pid.1").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(int((nbs / "victim.pid.1").read_text()), signal.SIGKILL)
+        thread.join(timeout=120)
+        assert [r["status"] for r in result["records"]] == ["ok", "ok"]
+        assert result["records"][1]["attempt"] == 2  # retried on the restarted worker
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_interrupted_cli_resumes(nbs, monkeypatch, capsys, cluster):
+    args = ["toy.ipynb", "--seeds", "0-2", "--param", "sleep=1.0", "--runs-dir", "runs", "--csv", "runs.csv"]
     folder = nbs / "runs" / "toy"
 
     def start_and_stop_after(n_records, sig):
-        proc = cli(*args, cwd=nbs)
-        deadline = time.time() + 30
+        proc = cli(*args, "--jobs", "1", cwd=nbs)
+        deadline = time.time() + 60
         while len(record_files(folder)) < n_records and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(sig)
-        proc.wait(timeout=10)
+        proc.wait(timeout=30)
         return proc
 
     # SIGTERM behaves like Ctrl-C: stops at once with a hint; SIGKILL gives no chance to clean up
@@ -200,20 +607,30 @@ def test_interrupted_cli_resumes(nbs, monkeypatch, capsys):
     assert proc.returncode == 130 and "rerun the same command to resume" in proc.stderr.read()
     first = {p: p.read_bytes() for p in record_files(folder)}
     start_and_stop_after(len(first) + 1, signal.SIGKILL)
-    for p in folder.iterdir():  # whatever has a final name is complete
-        if not p.name.startswith("."):
+    for p in folder.rglob("*"):  # whatever has a final name is complete
+        if p.suffix == ".json" and not p.name.startswith("."):
             assert json.loads(p.read_text())
     assert all(p.read_bytes() == b for p, b in first.items())
     assert not (nbs / "runs.csv").exists()
 
-    monkeypatch.chdir(nbs)  # resume in-process (a CLI start costs seconds of imports)
-    assert B.main(args) == 0
+    monkeypatch.chdir(nbs)  # resume in-process, on the shared cluster (a CLI start costs seconds)
+    assert B.main([*args, "--scheduler", cluster]) == 0
     assert "3/3 ok" in capsys.readouterr().out
     assert all(p.read_bytes() == b for p, b in first.items())
-    assert [p.name for p in record_files(folder)] == [f"toy__seed={s}__sleep=0.5.json" for s in range(3)]
-    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # stray temp files were reused
+    assert [p.name for p in record_files(folder)] == [f"toy__seed={s}__sleep=1.0__quick.json" for s in range(3)]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no lock or temp file left
     assert [r["status"] for r in read_csv(nbs / "runs.csv")] == ["ok"] * 3
     ran = executions(nbs)
     assert {f"{s} 1.0" for s in range(3)} <= set(ran)  # "seed scale"
     for b in first.values():  # runs finished before the interruption were not redone
         assert ran.count(f"{json.loads(b)['seed']} 1.0") == 1
+
+
+def test_dry_run(nbs, capsys, cluster):
+    out = nbs / "runs"
+    B.run_batch(B.plan([nbs / "toy.ipynb"], seeds=[0], quick=True), out, scheduler=cluster, progress=False)
+    capsys.readouterr()
+    assert B.main([str(nbs / "toy.ipynb"), "--seeds", "0-1", "--runs-dir", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "skip (ok)" in text and "2 runs (quick mode): 1 to run, 1 already ok" in text
+    assert executions(nbs) == ["0 1.0"]

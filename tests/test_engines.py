@@ -1,4 +1,5 @@
-"""The numpy engine against the literal reference (the test oracle)."""
+"""The clusters engines: the numpy engine against the literal reference (the test oracle), and
+the interface every registered engine offers."""
 import os
 
 import numba
@@ -6,9 +7,9 @@ import numpy as np
 import pytest
 
 from dreamflow_utils import Config, init_weights
-from dreamflow_utils.engines import make_engine
+from dreamflow_utils.engines import REGISTRY, Engine, make_engine
 from dreamflow_utils.engines.kernels import share_cores
-from dreamflow_utils.layouts import patch_indices
+from dreamflow_utils.geometry import patch_indices
 from helpers import synthetic_data
 
 DATA = synthetic_data(n_train=1200, n_test=300)
@@ -32,6 +33,44 @@ def test_numpy_matches_reference(layout, wta, C_s, N2, B):
     for a, b in zip(ref.weights(), fast.weights()):
         assert np.max(np.abs(a - b)) <= 1e-9
     np.testing.assert_array_equal(ref.predict(tx), fast.predict(tx))
+    for kind in ("value", "onehot", "dense"):
+        assert np.max(np.abs(ref.codes(tx, kind) - fast.codes(tx, kind))) <= 1e-12
+    assert np.max(np.abs(ref.scores(tx) - fast.scores(tx))) <= 1e-12
+
+
+@pytest.mark.parametrize("wta", ["log", "cluster"])
+def test_stride_layout_and_options_match_reference(wta):
+    """The log's model on a denser grid (overlapping patches), with an xi schedule and a vote."""
+    config = Config(layout="stride", stride=6, wta=wta, C_s=4, N2=20, B=20, T_s=1200, seed=2, vote=3)
+    (x, y), (tx, _) = DATA
+    weights = init_weights(config)
+    engines = [make_engine(config.replace(engine=e), weights) for e in ("reference", "numpy")]
+    for e in engines:
+        e.train_batches(x[:600], y[:600])
+        e.set_xi(0.003)
+        e.train_batches(x[600:], y[600:])
+    ref, fast = engines
+    for a, b in zip(ref.weights(), fast.weights()):
+        assert np.max(np.abs(a - b)) <= 1e-9
+    np.testing.assert_array_equal(ref.predict(tx), fast.predict(tx))
+
+
+@pytest.mark.parametrize("key", sorted(REGISTRY))
+def test_every_registered_engine_offers_the_interface(key):
+    engine, layer1 = key
+    if engine == "tensorflow":
+        pytest.importorskip("tensorflow")
+    extra = {"shared": {"layout": "stride", "stride": 4}, "clusters": {"layout": "block"},
+             "krotov": {"layout": None, "kh_epochs": 1, "kh_k": 2, "Nep": 2}}[layer1]
+    config = Config(engine=engine, layer1=layer1, C_s=3, N2=6, B=20, T_s=200, **extra)
+    e = make_engine(config)
+    assert isinstance(e, Engine)
+    (x, y), (tx, _) = DATA
+    e.train_batches(x[:200], y[:200])
+    assert e.predict(tx).shape == (len(tx),) and e.scores(tx).shape == (len(tx), 6)
+    assert e.codes(tx).shape == (len(tx), config.N1)
+    w = e.weights()
+    assert tuple(a.shape for a in w) == (config.w1_shape, (config.N1, 6), (10, 6))
 
 
 @pytest.mark.parametrize("layout", ["block", "overlap"])
@@ -58,10 +97,9 @@ def test_quirk_switches_on_unit_0_for_a_blank_patch():
     x[0, idx[0]] = x[0, idx[4]] = 1.0
     centre = 20 + np.argmax(x @ w.w1[:, 20:25])
     for wta, expected in (("log", {0, 1, centre}), ("cluster", {1, centre})):
-        ref = make_engine(config.replace(engine="reference", wta=wta), w)
-        assert set(np.flatnonzero(ref._layer1(x)[0])) == expected
-        unit, val = make_engine(config.replace(wta=wta), w)._layer1(x)
-        assert set(unit[val != 0]) == expected
+        for engine in ("reference", "numpy"):
+            codes = make_engine(config.replace(engine=engine, wta=wta), w).codes(x)
+            assert set(np.flatnonzero(codes[0])) == expected
 
 
 @pytest.mark.parametrize("engine", ["reference", "numpy"])
@@ -151,3 +189,5 @@ def test_numpy_engine_refuses_what_its_kernels_cannot_check():
         e.train_batches(x, np.where(y == 3, 10, y))
     with pytest.raises(ValueError, match="labels in 0..9"):
         e.train_batches(x, y[:19])
+    with pytest.raises(ValueError, match="real numbers"):
+        e.train_batches(x.astype(complex), y)

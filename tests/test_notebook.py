@@ -17,6 +17,8 @@ from matplotlib.figure import Figure
 
 from dreamflow_utils import notebook as N
 from dreamflow_utils.data import MnistNotFound
+from dreamflow_utils.files import read_csv_rows
+from dreamflow_utils.studies import reproduction as R
 from dreamflow_utils.experiments import LOG_EXPERIMENTS
 from helpers import synthetic_data
 
@@ -74,7 +76,7 @@ def test_load_data_falls_back_to_demo_in_quick_mode_only(tmp_path, monkeypatch, 
 
 
 def test_setup_quick_and_full(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(N, "load_data", lambda data_dir, quick: (synthetic_data(3000, 100), "synthetic"))
+    monkeypatch.setattr(N, "load_data", lambda data_dir, quick, dataset="mnist": (synthetic_data(3000, 100), "synthetic"))
     quick = N.setup("02_block_Cs10_N2100", **PARAMS, quick=True, figures_dir=tmp_path)
     out_quick = capsys.readouterr().out
     assert "QUICK MODE" in out_quick and (quick.config.T_s, quick.config.Nep) == (2000, 1)
@@ -91,7 +93,7 @@ def test_setup_quick_and_full(tmp_path, monkeypatch, capsys):
 
 
 def test_describe_checksum_depends_on_seed(monkeypatch, capsys):
-    monkeypatch.setattr(N, "load_data", lambda data_dir, quick: (synthetic_data(200, 50), "synthetic"))
+    monkeypatch.setattr(N, "load_data", lambda data_dir, quick, dataset="mnist": (synthetic_data(200, 50), "synthetic"))
     outs = []
     for seed in (0, 0, 1):
         N.setup("x", **{**PARAMS, "seed": seed}, quick=True).describe()
@@ -130,7 +132,7 @@ def test_end_to_end_on_synthetic_data(tmp_path, monkeypatch, capsys):
     from dreamflow_utils.train import train
 
     monkeypatch.setattr(N.plots, "show_png", lambda path: None)
-    monkeypatch.setattr(N, "load_data", lambda data_dir, quick: (synthetic_data(600, 100), "synthetic"))
+    monkeypatch.setattr(N, "load_data", lambda data_dir, quick, dataset="mnist": (synthetic_data(600, 100), "synthetic"))
     rec = tmp_path / "runs" / "r.result.json"
     run = N.setup("01_overlap_Cs10_N2100", **{**PARAMS, "layout": "overlap", "B": 50}, quick=True,
                   record_path=rec)
@@ -180,7 +182,7 @@ def fake_rows():
 def test_summarize_fake_runs_csv(tmp_path):
     path = tmp_path / "runs.csv"
     write_runs_csv(path, fake_rows())
-    s = N.summarize(N.read_runs(path))
+    s = R.summarize(read_csv_rows(path))
     by = {e["name"]: e for e in s["experiments"]}
     assert list(by) == list(LOG_EXPERIMENTS)
     e = by["overlap_Cs10_N2100"]
@@ -188,12 +190,12 @@ def test_summarize_fake_runs_csv(tmp_path):
     assert e["mean"] == pytest.approx(69.4) and e["sd"] == pytest.approx(np.std([69, 69.2, 69.4, 69.6, 69.8], ddof=1))
     assert e["seconds_mean"] == 22 and e["log_seconds"] == 660
     assert by["block_Cs10_N2100"]["n"] == 0 and by["block_Cs100_N2100"]["n"] == 0
-    assert s["excluded"] == {"not 10 epochs (quick mode?)": 1, "failed": 1, "not a log experiment": 1}
-    md = N.summary_markdown(s)
+    assert s["excluded"] == {"not 10 epochs": 1, "failed": 1, "not a log experiment": 1}
+    md = R.log_table(s)
     assert "| overlap_Cs10_N2100 | 69.07% | 69.40% ± 0.32 (5) | +0.33 |" in md
     assert "| block_Cs10_N2100 | 68.18% | –% ± – (0) |" in md
     assert md.count("\n") == 5
-    fig = N.plot_summary(s)
+    fig = R.plot_log_summary(s)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
 
 
@@ -223,9 +225,11 @@ def test_print_log_lists_the_logs_numbers(capsys):
 
 
 def test_experiment_of():
-    assert N.experiment_of("notebooks/04_block_Cs100_N2100.ipynb") == "block_Cs100_N2100"
-    assert N.experiment_of("runs/x/04_block_Cs100_N2100__seed=1.ipynb") is None
-    assert N.experiment_of("notebooks/07_other.ipynb") is None
+    assert R.experiment_of({"notebook": "notebooks/04_block_Cs100_N2100.ipynb"}) == "block_Cs100_N2100"
+    assert R.experiment_of({"notebook": "runs/x/04_block_Cs100_N2100__seed=1.ipynb"}) is None
+    assert R.experiment_of({"notebook": "notebooks/07_other.ipynb"}) is None
+    assert R.experiment_of({"variant": "block_Cs10_N2100"}) == "block_Cs10_N2100"
+    assert R.experiment_of({"variant": "block_Cs10_N2100 wta=cluster"}) is None
 
 
 # ----------------------------------------------------------------------------- clean / check
@@ -245,7 +249,7 @@ def widget_notebook(path):
         "b": {"model_name": "HTMLModel", "state": {"value": "600/600 [00:05&lt;00:00]"}},
     }
     nb.metadata["widgets"] = {N.WIDGET_STATE: {"state": state, "version_major": 2, "version_minor": 0}}
-    nb.metadata["papermill"] = {"input_path": "/work/x.ipynb"}
+    nb.metadata["papermill"] = {"input_path": "/work/x.ipynb"}  # abs-path: test input
     nbformat.write(nb, path)
 
 
@@ -265,7 +269,7 @@ def test_clean_notebook_turns_widgets_into_text(tmp_path):
 def test_check_notebook_finds_absolute_paths_and_size(tmp_path):
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("x")
-    cell.outputs = [nbformat.v4.new_output("stream", text="saved /work/main/figures/a.png\n"),
+    cell.outputs = [nbformat.v4.new_output("stream", text="saved /work/main/figures/a.png\n"),  # abs-path: test input
                     nbformat.v4.new_output("display_data", data={"image/png": "iVBOR/tmp/xx", "text/plain": "ok"})]
     nb.cells = [cell]
     path = tmp_path / "a.ipynb"
@@ -288,12 +292,12 @@ def test_committed_notebook_follows_conventions(path):
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged `parameters`"
     assert nb.cells[0].cell_type == "markdown"
-    if N.experiment_of(path):  # an experiment of the log: its values, the standard names, a checked cell
+    if R.experiment_of({"notebook": path}):  # an experiment of the log: its values, the standard names, a checked cell
         assert any(c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT") for c in nb.cells)
         import papermill as pm
         declared = pm.inspect_notebook(str(path))
         assert PARAMETER_NAMES <= set(declared)
-        config = LOG_EXPERIMENTS[N.experiment_of(path)][0]
+        config = LOG_EXPERIMENTS[R.experiment_of({"notebook": path})][0]
         for name in ("layout", "C_s", "N2", "T_s", "Nep", "B", "xi", "prec"):
             assert eval(declared[name]["default"]) == getattr(config, name), name
         assert f'notebook.setup("{path.stem}"' in "".join(c.source for c in nb.cells)

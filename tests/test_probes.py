@@ -1,35 +1,9 @@
 import numpy as np
 import pytest
 
-from dreamflow_utils import Config, init_weights, train
+from dreamflow_utils import baselines
 from dreamflow_utils.baselines import kmeans_prototypes, knn, linear_pixels, nearest_prototype_labels
-from dreamflow_utils.engines.reference import ReferenceEngine
-from dreamflow_utils.probes import layer1_codes, logistic_probe, probe_accuracy, ridge_probe
-from helpers import synthetic_data
-
-DATA = synthetic_data()
-SMALL = dict(C_s=4, N2=12, B=20, T_s=400, Nep=2, seed=1)
-
-
-@pytest.mark.parametrize("layout", ["block", "overlap"])
-@pytest.mark.parametrize("wta", ["log", "cluster"])
-def test_value_codes_are_the_engines_l1(layout, wta):
-    config = Config(layout=layout, wta=wta, **SMALL)
-    w = train(config, DATA).weights
-    x = DATA[1][0]
-    assert np.allclose(layer1_codes(config, w, x, "value", chunk=64), ReferenceEngine(config, w)._layer1(x))
-
-
-def test_onehot_and_dense_codes():
-    config = Config(layout="overlap", **SMALL)
-    w = init_weights(config)
-    x = DATA[1][0][:30]
-    dense = layer1_codes(config, w, x, "dense")
-    assert np.allclose(dense, x @ w.w1)
-    oh = layer1_codes(config, w, x, "onehot")
-    assert set(np.unique(oh)) <= {0.0, 1.0} and (oh.sum(axis=1) <= config.n_clusters).all()
-    with pytest.raises(ValueError):
-        layer1_codes(config, w, x, "bogus")
+from dreamflow_utils.probes import logistic_probe, probe_accuracy, ridge_probe
 
 
 def _separable(n=300, d=20, seed=0):
@@ -60,6 +34,9 @@ def test_baselines_run_and_beat_chance_on_separable_images():
     assert knn(data, k=3, chunk=37)[0] == 1.0
     acc, sec = kmeans_prototypes(data, 20, seed=0)
     assert acc > 0.5 and sec > 0
+    assert baselines.run({"method": "kmeans", "n": 20}, data, seed=0)[0] == acc
+    with pytest.raises(ValueError, match="svm"):
+        baselines.run({"method": "svm"}, data)
 
 
 def test_nearest_prototype_labels():

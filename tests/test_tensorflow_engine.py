@@ -17,7 +17,7 @@ from dreamflow_utils.engines.numpy_engine import NumpyEngine  # noqa: E402
 from dreamflow_utils.engines.reference import ReferenceEngine  # noqa: E402
 from dreamflow_utils.engines.tensorflow_engine import TensorFlowEngine, _argmax_first  # noqa: E402
 from dreamflow_utils.bench import VARIANTS, build, interleaved  # noqa: E402
-from dreamflow_utils.layouts import patch_indices  # noqa: E402
+from dreamflow_utils.geometry import patch_indices  # noqa: E402
 from dreamflow_utils.model import Weights  # noqa: E402
 
 TOL = 1e-9
@@ -85,7 +85,7 @@ CASES = [  # layout, wta, C_s, N2, B, negative w1
 @pytest.mark.parametrize("layout,wta,C,N2,B,neg", CASES)
 def test_matches_numpy(data, layout, wta, C, N2, B, neg):
     (x, y), (tx, ty) = data
-    cfg = Config(layout=layout, wta=wta, C_s=C, N2=N2, B=B, T_s=1000, seed=C + N2)
+    cfg = Config(layout=layout, wta=wta, C_s=C, N2=N2, B=B, T_s=1000 // B * B, seed=C + N2)
     w = init_weights(cfg)
     if neg:
         w = with_negatives(w, C)
@@ -101,9 +101,9 @@ def test_matches_numpy(data, layout, wta, C, N2, B, neg):
 def test_quirk_branches_are_exercised(data):
     """The data and negative weights really hit both quirk branches and duplicate units."""
     (x, _), _ = data
-    cfg = Config(layout="overlap", C_s=6, N2=11, B=16, T_s=1000)
+    cfg = Config(layout="overlap", C_s=6, N2=11, B=16, T_s=992)
     w1 = with_negatives(init_weights(cfg), 6).w1
-    top = (x[:500] @ w1).reshape(500, cfg.n_clusters, 6).max(axis=2)  # each cluster's best output
+    top = (x[:500] @ w1).reshape(500, cfg.n_positions, 6).max(axis=2)  # each cluster's best output
     assert (top[:, 0] < 0).any()  # cluster 0 all negative -> unit C
     assert (top[:, 1:] < 0).any() and (top[:, 1:] == 0).any()  # max <= 0 -> unit 0
     assert ((top[:, 1:] <= 0).sum(axis=1) >= 2).any()  # unit 0 picked twice for a sample
@@ -198,7 +198,7 @@ def test_float32_stays_close(data):
 
 def test_xla_matches_numpy(data):
     (x, y), (tx, _) = data
-    cfg = Config(layout="overlap", wta="log", C_s=6, N2=11, B=16, T_s=1000)
+    cfg = Config(layout="overlap", wta="log", C_s=6, N2=11, B=16, T_s=992)
     w = with_negatives(init_weights(cfg), 6)
     ne, te = NumpyEngine(cfg, w), tf_engine(cfg, w, jit_compile=True)
     te.chunk_rows = 400  # 25 batches per call: 25, 25, then 10 zero-padded to 25
@@ -228,3 +228,17 @@ def test_benchmark_builds_and_times_every_variant(data):
     engines = [build(config, *v) for v in VARIANTS.values()]
     ms = interleaved(engines, x, y, n_batches=3, repeats=1, slow={len(engines) - 1})
     assert len(ms) == len(VARIANTS) and all(0 < m < 1e4 for m in ms)
+
+
+def test_xi_schedule_matches_numpy(data):
+    """set_xi (an xi schedule, Config.xi_decay) changes the step of the compiled loop as numpy's."""
+    (x, y), (tx, _) = data
+    cfg = Config(layout="block", C_s=4, N2=10, B=10, T_s=1000)
+    ne, te = NumpyEngine(cfg, init_weights(cfg)), tf_engine(cfg, init_weights(cfg))
+    for e in (ne, te):
+        e.train_batches(x[:300], y[:300])
+        e.set_xi(0.002)
+        e.train_batches(x[300:600], y[300:600])
+    assert max_diff(ne.weights(), te.weights()) <= TOL
+    assert np.array_equal(ne.predict(tx), te.predict(tx))
+    assert np.allclose(te.codes(tx), ne.codes(tx)) and np.allclose(te.scores(tx), ne.scores(tx))

@@ -5,6 +5,7 @@ import pytest
 
 from dreamflow_utils import Config, init_weights, load_weights, train
 from dreamflow_utils.engines import make_engine
+from dreamflow_utils.geometry import shift_images
 from helpers import synthetic_data
 
 DATA = synthetic_data()
@@ -71,3 +72,30 @@ def test_bad_inputs_are_refused(spoil, match):
     spoil(x)
     with pytest.raises(ValueError, match=match):
         train(Config(**SMALL), ((x, y), test))
+
+
+@pytest.mark.parametrize("layer1", ["clusters", "shared"])
+def test_epoch_hooks_shift_and_xi_schedule(layer1):
+    """shift: each epoch a fresh shifted copy drawn from seed + 1; xi_decay: xi *= d after every epoch."""
+    extra = {} if layer1 == "clusters" else {"layer1": "shared"}
+    config = Config(**SMALL, shift=2, xi_decay=0.5, **extra)
+    r = train(config, DATA)
+    (x, y), (tx, ty) = DATA
+    e = make_engine(config)
+    rng, xi = np.random.default_rng(config.seed + 1), config.xi
+    for _ in range(config.Nep):
+        e.train_batches(shift_images(x[:400], 2, rng), y[:400])
+        xi *= 0.5
+        e.set_xi(xi)
+    for a, b in zip(r.weights, e.weights()):
+        assert np.array_equal(a, b)
+    assert r.test_accuracy == np.mean(e.predict(tx) == ty)
+
+
+def test_dataset_is_loaded_from_the_config(monkeypatch):
+    import sys
+    T = sys.modules["dreamflow_utils.train"]  # the module (the package exports the function under its name)
+    asked = []
+    monkeypatch.setattr(T, "load_dataset", lambda name: asked.append(name) or DATA)
+    r = train(Config(**SMALL, dataset="fashion"))
+    assert asked == ["fashion"] and r.record()["dataset"] == "fashion"

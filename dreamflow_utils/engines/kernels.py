@@ -7,7 +7,8 @@ summed over the batch in sample order, then ``w += xi / max(max|dW|, prec) * dW`
 What differs from the reference is only the order of the sums with several non-zero
 terms (a patch's pixels in layer 1, the winners in layer 2, overlapping patches in the
 reconstruction; BLAS orders them its own way), i.e. the last bits.
-No fast-math reassociation or contraction: every sum keeps its written order.
+No fast-math flags at all: every sum keeps its written order, and a NaN or inf (a step size
+too large for float64) propagates as IEEE arithmetic says, the same in every engine.
 
 Parallel loops (`prange`) only split work whose pieces write disjoint outputs (clusters,
 layer-2 units, the w2/w3 update beside the w1 update), so results do not depend on the
@@ -31,7 +32,7 @@ def share_cores(jobs: int) -> int:
     return n
 
 
-_FLAGS = dict(cache=True, fastmath={"nnan", "ninf", "nsz"})
+_FLAGS = dict(cache=True)  # no fast-math: a NaN or inf propagates as IEEE says (train checks the weights)
 _jit = njit(**_FLAGS)
 _parallel = njit(parallel=True, **_FLAGS)
 

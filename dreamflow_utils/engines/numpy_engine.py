@@ -18,28 +18,25 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import Config
-from ..layouts import SIDE, patch_indices
-from ..model import N_CLASSES, Weights
+from ..geometry import SIDE, patch_indices
+from ..model import Weights, check_weights
 from . import kernels
+from .base import check_kind, images, in_chunks, labels, predict_vote
 
 
 class NumpyEngine:
     def __init__(self, config: Config, weights: Weights):
         self.config = config
-        K, C = config.n_clusters, config.C_s
-        self.idx = patch_indices(config.layout)  # (K, 81)
+        self.xi = config.xi
+        K, C = config.n_positions, config.C_s
+        self.idx = patch_indices(config.layout, config.stride)  # (K, 81)
         self.overlap = len(np.unique(self.idx)) < self.idx.size  # do patches share pixels?
         self.unit_pixels = np.repeat(self.idx, C, axis=0)  # (N1, 81): each unit's patch
-        w1 = np.asarray(weights.w1, dtype=np.float64)
-        outside = w1.T.copy()
-        np.put_along_axis(outside, self.unit_pixels, 0, axis=1)
-        if np.any(outside):
-            raise ValueError("w1 has non-zero weights outside each unit's patch; "
-                             "the numpy engine needs the log's patch structure")
+        w1, w2, w3 = check_weights(config, weights)  # shapes, finite, zero outside the patches
         self.W1 = np.take_along_axis(w1.T, self.unit_pixels, axis=1)  # (N1, 81)
         self.W1t = np.ascontiguousarray(self.W1.reshape(K, C, -1).transpose(0, 2, 1))  # (K, 81, C), kept equal
-        self.w2t = np.array(weights.w2, dtype=np.float64).T.copy()  # (N2, N1): a winner's column is a row
-        self.w3 = np.array(weights.w3, dtype=np.float64)
+        self.w2t = w2.T.copy()  # (N2, N1): a winner's column is a row
+        self.w3 = w3.copy()
 
     @property
     def w2(self) -> np.ndarray:
@@ -51,17 +48,11 @@ class NumpyEngine:
         np.put_along_axis(w1t, self.unit_pixels, self.W1, axis=1)
         return Weights(w1t.T.copy(), self.w2.copy(), self.w3.copy())
 
-    @staticmethod
-    def _images(x):
-        """x as the kernels read it; they do not check bounds, so the shape is checked here."""
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != SIDE * SIDE:
-            raise ValueError(f"x must have shape (n, {SIDE * SIDE}), got {x.shape}")
-        return x
+    def set_xi(self, xi: float) -> None:
+        self.xi = xi
 
     def _layer1(self, v):
         """Each cluster's winning unit and its output, both (K, n); see `kernels.layer1`."""
-        v = self._images(v)
         unit, val = np.empty((len(self.idx), len(v)), np.int64), np.empty((len(self.idx), len(v)))
         kernels.layer1(v, self.idx, self.W1t, self.config.wta == "log", unit, val)
         return unit, val
@@ -73,17 +64,36 @@ class NumpyEngine:
         return out
 
     def train_batches(self, x, y):
-        x, y = self._images(x), np.asarray(y, dtype=np.int64)
-        if y.shape != (len(x),) or np.any((y < 0) | (y >= N_CLASSES)):
-            raise ValueError(f"y must hold {len(x)} labels in 0..{N_CLASSES - 1}")
+        x = images(x)
+        y = labels(y, len(x))
         K, B, N2 = len(self.idx), self.config.B, self.w2t.shape[0]
         work = (np.empty((K, B), np.int64), np.empty((K, B)), np.empty((B, N2)),
                 *(np.zeros_like(w) for w in (self.W1, self.w2t, self.w3)))
         kernels.train_batches(x, y, self.idx, self.overlap, self.config.wta == "log", self.W1, self.W1t,
-                              self.w2t, self.w3, self.config.xi, self.config.prec, *work)
+                              self.w2t, self.w3, self.xi, self.config.prec, *work)
+
+    def codes(self, x, kind: str = "value"):
+        """The layer-1 code (see `base`): "onehot" marks every cluster's winner, also one whose
+        output is 0 (a blank patch under the log's quirk)."""
+        check_kind(kind)
+        return in_chunks(lambda v: self._codes(v, kind), images(x), 5000)
+
+    def _codes(self, v, kind):
+        n, K, C = len(v), len(self.idx), self.config.C_s
+        if kind == "dense":
+            patches = v[:, self.idx].transpose(1, 0, 2)
+            return np.matmul(patches, self.W1t).transpose(1, 0, 2).reshape(n, K * C)
+        out = np.zeros((n, self.config.N1))
+        unit, val = self._layer1(v)
+        rows = np.broadcast_to(np.arange(n), unit.shape)
+        if kind == "value":
+            np.add.at(out, (rows.ravel(), unit.ravel()), val.ravel())
+        else:
+            out[rows.ravel(), unit.ravel()] = 1.0
+        return out
+
+    def scores(self, x):
+        return in_chunks(lambda v: self._layer2(*self._layer1(v)), images(x), 10000)
 
     def predict(self, x):
-        l2_in = self._layer2(*self._layer1(x))
-        j = l2_in.argmax(axis=1)
-        scores = l2_in[np.arange(len(j)), j][:, None] * self.w3.T[j]
-        return scores.argmax(axis=1)
+        return predict_vote(self.scores(x), self.w3, self.config.vote)

@@ -18,7 +18,7 @@ included, in `config.dtype` ("float64" matches numpy to ~1e-15; "float32" is an 
   units' extra terms are `tf.tensor_scatter_nd_add`s. Patches are cut from the image
   and added back into it by reshapes/transposes (the 3x3 grid of 9x9 patches tiles
   rows/cols 0..26, the overlap layout's 2x2 grid rows/cols 4..21; checked against
-  `layouts.patch_indices` at construction). Nothing of size B x L x N1 (or B x N1 x N2)
+  `geometry.patch_indices` at construction). Nothing of size B x L x N1 (or B x N1 x N2)
   is ever formed.
 - TensorFlow is imported lazily (on the first engine); the module changes no global
   TF state (TF's default thread pools measured the same as 1 or 2 threads here).
@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import Config
-from ..layouts import SIDE, patch_indices
-from ..model import N_CLASSES, Weights
+from ..config import N_CLASSES, Config
+from ..geometry import SIDE, patch_indices
+from ..model import Weights, check_weights
+from .base import images, labels
 
 L = SIDE * SIDE
 P = 81  # pixels per patch
@@ -69,23 +70,14 @@ class TensorFlowEngine:
     def __init__(self, config: Config, weights: Weights, compiled: bool = True):
         tf = _tf()
         self.config = config
-        K, C, B = config.n_clusters, config.C_s, config.B
+        K, C, B = config.n_positions, config.C_s, config.B
         self.K, self.C, self.N1, self.N2, self.B = K, C, config.N1, config.N2, B
         self.log = config.wta == "log"
         self.np_dtype = np.float32 if config.dtype == "float32" else np.float64
         self.dtype = tf.float32 if config.dtype == "float32" else tf.float64
         idx = patch_indices(config.layout)  # (K, 81)
         unit_pixels = np.repeat(idx, C, axis=0)  # (N1, 81)
-        w1 = np.asarray(weights.w1, dtype=np.float64)
-        w2, w3 = np.asarray(weights.w2, np.float64), np.asarray(weights.w3, np.float64)
-        if w1.shape != (L, self.N1) or w2.shape != (self.N1, self.N2) or w3.shape != (N_CLASSES, self.N2):
-            raise ValueError(f"weights have shapes {w1.shape}, {w2.shape}, {w3.shape}; expected "
-                             f"{(L, self.N1)}, {(self.N1, self.N2)}, {(N_CLASSES, self.N2)}")
-        outside = w1.T.copy()
-        np.put_along_axis(outside, unit_pixels, 0, axis=1)
-        if np.any(outside):
-            raise ValueError("w1 has non-zero weights outside each unit's patch; "
-                             "the tensorflow engine needs the log's patch structure")
+        w1, w2, w3 = check_weights(config, weights)  # shapes, finite, zero outside the patches
         self._unit_pixels = unit_pixels
         W1 = np.take_along_axis(w1.T, unit_pixels, axis=1).reshape(K, C, P)
         self.W1 = tf.Variable(W1.astype(self.np_dtype), name="W1")
@@ -98,7 +90,7 @@ class TensorFlowEngine:
         self._not_first = tf.constant((np.arange(K) >= 1)[:, None])  # (K, 1)
         self._earlier = tf.constant(np.tri(K, k=-1, dtype=bool)[:, :, None])  # [k, k'] = k' < k
         self._b = tf.constant(np.tile(np.arange(B), K), tf.int32)  # sample of entry k*B + b
-        self._xi = tf.constant(config.xi, self.dtype)
+        self._xi = tf.Variable(config.xi, dtype=self.dtype, trainable=False, name="xi")  # set_xi
         self._prec = tf.constant(config.prec, self.dtype)
         self.compiled = compiled
         x_spec = tf.TensorSpec([None, L], self.dtype)
@@ -113,14 +105,14 @@ class TensorFlowEngine:
             self._train_fn, self._predict_fn = self._train_chunk, self._predict_chunk
 
     def _check_geometry(self, idx):
-        """The reshape-based patch maps must agree with layouts.patch_indices."""
+        """The reshape-based patch maps must agree with geometry.patch_indices."""
         tf = _tf()
         pix = tf.concat(self._to_patches(tf.constant(np.arange(L, dtype=np.float64)[None])), 0)
         ones = [tf.ones([k1 - k0, 1, P], tf.float64) for k0, k1 in self._groups]
         cover = self._from_patches(ones)
         if not (np.array_equal(pix.numpy()[:, 0], idx)
                 and np.array_equal(cover.numpy()[0], np.bincount(idx.ravel(), minlength=L))):
-            raise AssertionError("TensorFlowEngine's patch geometry disagrees with layouts.patch_indices")
+            raise AssertionError("TensorFlowEngine's patch geometry disagrees with geometry.patch_indices")
 
     # -- interface ---------------------------------------------------------------------
 
@@ -139,6 +131,8 @@ class TensorFlowEngine:
         costs seconds (TF copies it into fresh memory), slices of ~16 MB reuse memory.
         With XLA the last slice is zero-padded to the same shape, so it compiles once."""
         tf = _tf()
+        x = images(x)
+        y = labels(y, len(x))
         B = self.B
         per_call = max(1, self.chunk_rows // B)
         n_batches = len(x) // B
@@ -150,8 +144,25 @@ class TensorFlowEngine:
                 xs, ys = _pad_rows(xs, per_call * B), _pad_rows(ys, per_call * B)
             self._train_fn(tf.convert_to_tensor(xs), tf.convert_to_tensor(ys), tf.constant(nb, tf.int32))
 
+    def set_xi(self, xi: float) -> None:
+        self._xi.assign(xi)
+
+    def codes(self, x, kind: str = "value"):
+        """The layer-1 code, computed by the numpy engine from this engine's weights (the
+        same math; equal to ~1e-16 in float64)."""
+        return self._numpy().codes(x, kind)
+
+    def scores(self, x):
+        """Layer 2's input without the label, computed as `codes`."""
+        return self._numpy().scores(x)
+
+    def _numpy(self):
+        from .numpy_engine import NumpyEngine
+        return NumpyEngine(self.config.replace(engine="numpy", dtype="float64", jit_compile=False), self.weights())
+
     def predict(self, x, chunk=2000):
         tf = _tf()
+        x = images(x)
         out = []
         for s in range(0, len(x), chunk):
             xs = np.asarray(x[s:s + chunk], dtype=self.np_dtype)

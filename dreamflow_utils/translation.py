@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layouts import PATCH, patch_indices
-from .shared import translate
+from .geometry import PATCH, patch_indices, translate
 
 __all__ = ["unit_patches", "translation_match", "code_shift_similarity", "shifted_accuracy"]
 
 
-def unit_patches(w1, layout: str, C_s: int) -> np.ndarray:
+def unit_patches(w1, layout: str, C_s: int, stride: int | None = None) -> np.ndarray:
     """Each layer-1 unit's 9x9 weights, shape (N1, 9, 9), from a faithful w1 (784, N1)."""
-    idx = np.repeat(patch_indices(layout), C_s, axis=0)
+    idx = np.repeat(patch_indices(layout, stride), C_s, axis=0)
     return np.take_along_axis(np.asarray(w1).T, idx, axis=1).reshape(-1, PATCH, PATCH)
 
 

@@ -1,0 +1,92 @@
+"""The Krotov & Hopfield peer (layer1="krotov") against their rule written as literally as their
+public notebook, and its read-out against the DreamFlow rule written densely."""
+import numpy as np
+import pytest
+
+from dreamflow_utils import Config, init_weights, train
+from dreamflow_utils.engines import make_engine
+from helpers import synthetic_data
+
+DATA = synthetic_data(n_train=600, n_test=200)
+BASE = dict(layer1="krotov", layout=None, C_s=30, N2=12, B=20, T_s=600, Nep=3, kh_epochs=2, kh_p=3.0, kh_k=4,
+            kh_delta=0.4, kh_eps0=0.04, kh_n=2.0)
+
+
+def notebook_rule(S, x, config, epochs):
+    """Krotov & Hopfield's notebook, transcribed: synapses (hid, N), argsort ranking, eps decay."""
+    S = S.copy()
+    hid, p, k, delta, B = config.C_s, config.kh_p, config.kh_k, config.kh_delta, config.B
+    for nep in range(epochs):
+        eps = config.kh_eps0 * (1 - nep / config.kh_epochs)
+        for i in range(len(x) // B):
+            inputs = np.transpose(x[i * B:(i + 1) * B])
+            sig = np.sign(S)
+            tot_input = np.dot(sig * np.absolute(S) ** (p - 1), inputs)
+            y = np.argsort(tot_input, axis=0)
+            yl = np.zeros((hid, B))
+            yl[y[hid - 1, :], np.arange(B)] = 1.0
+            yl[y[hid - k], np.arange(B)] = -delta
+            xx = np.sum(np.multiply(yl, tot_input), 1)
+            ds = np.dot(yl, np.transpose(inputs)) - np.multiply(np.tile(xx.reshape(xx.shape[0], 1), (1, x.shape[1])), S)
+            nc = np.amax(np.absolute(ds))
+            if nc < config.prec:
+                nc = config.prec
+            S += eps * np.true_divide(ds, nc)
+    return S
+
+
+def test_layer1_is_the_notebooks_rule():
+    config = Config(**BASE)
+    w = init_weights(config)
+    (x, y), _ = DATA
+    e = make_engine(config, w)
+    for _ in range(config.kh_epochs):
+        e.train_batches(x, y)
+    S = notebook_rule(w.w1.T, x, config, config.kh_epochs)
+    assert np.max(np.abs(e.weights().w1.T - S)) <= 1e-9
+    assert np.array_equal(e.weights().w2, w.w2)  # layer 2 waits for the unsupervised epochs
+
+
+def test_readout_is_the_dreamflow_rule():
+    config = Config(**BASE, norm=True, label_gain=2.0)
+    w = init_weights(config)
+    (x, y), _ = DATA
+    e = make_engine(config, w)
+    e.batches = config.kh_epochs * (config.T_s // config.B)  # layer 1 done: the read-out learns
+    e.train_batches(x[:20], y[:20])
+    # the same batch, densely: l2 winner only, dW = w * sum_b post (x) err
+    Sp = np.sign(w.w1.T) * np.abs(w.w1.T) ** 2
+    l1 = np.maximum(x[:20] @ Sp.T, 0) ** 2.0
+    l1 /= np.linalg.norm(l1, axis=1, keepdims=True)
+    cl = 2.0 * np.eye(10)[y[:20]]
+    l2_in = l1 @ w.w2 + cl @ w.w3
+    l2 = np.zeros_like(l2_in)
+    l2[np.arange(20), l2_in.argmax(1)] = l2_in.max(1)
+    expect = []
+    for W, target in ((w.w2, l1), (w.w3, cl)):
+        pred = l2 @ W.T
+        err = (target - pred) / np.where(pred > config.prec, pred, 1)
+        dw = W * np.einsum("bi,bj->ij", err, l2)
+        expect.append(W + config.xi / np.abs(dw).max() * dw)
+    got = e.weights()
+    assert np.max(np.abs(got.w2 - expect[0])) <= 1e-9 and np.max(np.abs(got.w3 - expect[1])) <= 1e-9
+    assert np.array_equal(got.w1, w.w1)
+
+
+def test_train_runs_both_phases_and_float32():
+    r = train(Config(**BASE, eval_every=3), DATA)
+    assert r.epoch_accuracies[:2] == [None, None] and 0 <= r.epoch_accuracies[2] <= 1
+    r32 = train(Config(**BASE, eval_every=3, dtype="float32"), DATA)
+    assert np.max(np.abs(r32.weights.w1 - r.weights.w1)) < 1e-3
+    e = make_engine(r.config, r.weights)
+    assert e.codes(DATA[1][0]).shape == (200, 30) and set(np.unique(e.codes(DATA[1][0], "onehot"))) <= {0, 1}
+
+
+@pytest.mark.parametrize("changes,name", [({"kh_epochs": None}, "kh_epochs"), ({"kh_epochs": 3}, "kh_epochs"),
+                                          ({"kh_k": 1}, "kh_k"), ({"kh_k": 31}, "kh_k"), ({"layout": "block"}, "layout"),
+                                          ({"pool": 2}, "pool"), ({"wta": "log"}, "wta"), ({"kh_delta": -1.0}, "kh_delta")])
+def test_krotov_config_checks(changes, name):
+    with pytest.raises(ValueError, match=name):
+        Config(**{**BASE, **changes})
+    with pytest.raises(ValueError, match="kh_p"):
+        Config(layout="block", kh_p=2.0)

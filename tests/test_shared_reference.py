@@ -1,0 +1,92 @@
+"""The weight-shared model's oracle (`engines.shared_reference`): what its math means, checked
+against the faithful engine it generalises and against hand-built cases."""
+import numpy as np
+import pytest
+
+from dreamflow_utils import Config, Weights, init_weights, train
+from dreamflow_utils.engines import make_engine
+from dreamflow_utils.geometry import patch_indices
+from helpers import synthetic_data
+
+DATA = synthetic_data()
+SMALL = dict(layer1="shared", engine="reference", B=20, T_s=400)
+
+
+def test_pooling_onehot_and_norm_codes():
+    c = Config(layout="stride", stride=2, C_s=3, N2=5, pool=2, **SMALL)
+    w = init_weights(c)
+    x = DATA[0][0][:7]
+    unpooled = make_engine(c.replace(pool=1), Weights(w.w1, np.ones((300, 5)), w.w3)).codes(x)
+    u = unpooled.reshape(7, 10, 10, 3)
+    assert ((u != 0).sum(axis=3) <= 1).all()  # one winner per position
+    assert np.array_equal(make_engine(c, w).codes(x), u.reshape(7, 5, 2, 5, 2, 3).max(axis=(2, 4)).reshape(7, -1))
+    s = make_engine(c.replace(pool_mode="sum"), w).codes(x)
+    assert np.allclose(s, u.reshape(7, 5, 2, 5, 2, 3).sum(axis=(2, 4)).reshape(7, -1))
+    oh = make_engine(c.replace(pool=1, code="onehot"), Weights(w.w1, np.ones((300, 5)), w.w3)).codes(x)
+    assert np.array_equal(oh != 0, unpooled != 0) and set(np.unique(oh)) <= {0.0, 1.0}
+    assert np.array_equal(make_engine(c.replace(pool=1), Weights(w.w1, np.ones((300, 5)), w.w3)).codes(x, "onehot"), oh)
+    nrm = make_engine(c.replace(norm=True), w).codes(x)
+    assert np.allclose(np.linalg.norm(nrm, axis=1), 1)
+
+
+def test_a_blank_patch_switches_nothing_on():
+    c = Config(layout="block", C_s=4, N2=5, **SMALL)
+    x = np.zeros((1, 784))
+    x[0, patch_indices("block")[4]] = 0.5
+    codes = make_engine(c).codes(x).reshape(9, 4)
+    assert np.count_nonzero(codes) == 1 and np.count_nonzero(codes[4]) == 1
+
+
+def _faithful_twin(C=4, N2=12, seed=3):
+    """A faithful block model (wta="cluster") whose 9 clusters all start from one shared bank."""
+    sc = Config(layout="block", C_s=C, N2=N2, **SMALL)
+    sw = init_weights(sc.replace(seed=seed))
+    fc = Config(layout="block", C_s=C, N2=N2, B=20, T_s=400, wta="cluster")
+    idx = np.repeat(patch_indices("block"), C, axis=0)
+    w1 = np.zeros((784, 9 * C))
+    for u in range(9 * C):
+        w1[idx[u], u] = sw.w1[:, u % C]
+    return sc, sw, fc, Weights(w1, sw.w2.copy(), sw.w3.copy())
+
+
+def test_block_grid_is_the_faithful_rule_with_tied_clusters():
+    """On the block grid the shared model is the faithful rule (wta="cluster") with the 9
+    clusters' updates summed into one bank: codes, layer 2 and the label layer agree."""
+    sc, sw, fc, fw = _faithful_twin()
+    (x, y), (tx, _) = DATA
+    s, f = make_engine(sc, sw), make_engine(fc, fw)
+    assert np.allclose(s.codes(x[:50]), f.codes(x[:50]))
+    assert np.array_equal(s.predict(tx), f.predict(tx))
+    s.train_batches(x[:20], y[:20])
+    f.train_batches(x[:20], y[:20])
+    ws, wf = s.weights(), f.weights()
+    assert np.allclose(ws.w2, wf.w2) and np.allclose(ws.w3, wf.w3)
+    dW = (np.stack([wf.w1[idx, u] for u, idx in enumerate(np.repeat(patch_indices("block"), 4, axis=0))])
+          - np.tile(sw.w1.T, (9, 1))).reshape(9, 4, 81).sum(axis=0)  # the faithful clusters' updates, summed
+    # the faithful engine scales each cluster's update by one max over all of w1; the bank by its own max
+    assert np.allclose(ws.w1 - sw.w1, sc.xi * dW.T / np.abs(dW).max())
+
+
+def test_label_gain_and_unit_norm():
+    c = Config(layout="stride", stride=4, C_s=3, N2=6, label_gain=3.0, unit_norm=True, **SMALL)
+    (x, y), _ = DATA
+    e = make_engine(c)
+    e.train_batches(x[:200], y[:200])
+    w2 = e.weights().w2
+    touched = ~np.isclose(w2, init_weights(c).w2).all(axis=0)
+    assert touched.any() and np.allclose(np.linalg.norm(w2[:, touched], axis=0), 1)
+
+
+def test_training_is_repeatable_and_learns_something():
+    c = Config(layout="stride", stride=4, C_s=4, N2=10, Nep=2, pool=2, shift=1, xi_decay=0.5, **SMALL)
+    a, b = train(c, DATA), train(c, DATA)
+    assert a.epoch_accuracies == b.epoch_accuracies and np.array_equal(a.weights.w1, b.weights.w1)
+    assert not np.array_equal(a.weights.w1, init_weights(c).w1)
+
+
+@pytest.mark.parametrize("bad", [np.ones((784, 4)), np.ones((81, 5))])
+def test_weights_must_fit_the_config(bad):
+    c = Config(layout="stride", stride=4, C_s=4, N2=10, **SMALL)
+    w = init_weights(c)
+    with pytest.raises(ValueError, match="w1 has shape"):
+        make_engine(c, Weights(bad, w.w2, w.w3))

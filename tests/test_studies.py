@@ -1,0 +1,184 @@
+"""Studies: variants as Configs, the worker function a batch run calls, and the tables."""
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from dreamflow_utils import Config, train
+from dreamflow_utils.experiments import LOG_EXPERIMENTS
+from dreamflow_utils.studies import Study, Variant, load_records, plan, registry, run_variant, study_data
+from dreamflow_utils.studies import reproduction as R
+from dreamflow_utils.studies import symmetry as S
+from dreamflow_utils.studies import tables
+from helpers import synthetic_data
+
+DATA = synthetic_data(n_train=1000, n_test=300)
+STUDIES = sys.modules["dreamflow_utils.studies"]
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """A study of small variants of every family, on synthetic data."""
+    small = dict(T_s=200, B=20, Nep=2)
+    study = Study("tiny", "test", {v.name: v for v in [
+        Variant("f", "faithful", Config(layout="block", C_s=3, N2=6, **small), measures=S.MODEL_MEASURES),
+        Variant("s", "shared", Config(layer1="shared", layout="stride", stride=4, C_s=3, N2=6, norm=True, **small),
+                measures=S.MODEL_MEASURES + ("ladder",), ladder=((2, 2, "sum", "onehot", "ridge"),)),
+        Variant("b", "baseline", baseline={"method": "ridge"}, seeds=(0,)),
+    ]}, summary=S.summary_markdown)
+    monkeypatch.setattr(STUDIES, "_load", lambda dataset: DATA)
+    monkeypatch.setattr(STUDIES, "registry", lambda: {"tiny": study})
+    return study
+
+
+def test_every_study_variant_is_a_valid_model():
+    for study in registry().values():
+        for v in study.variants.values():
+            assert v.family == "baseline" or isinstance(v.config, Config)
+    assert R.STUDY.variants["block_Cs20_N2200"].config == LOG_EXPERIMENTS["block_Cs20_N2200"][0]
+    assert R.STUDY.variants["block_Cs20_N2200 wta=cluster"].config.wta == "cluster"
+    best = S.STUDY.variants[S.LADDER_SOURCE].config
+    assert best == Config(layer1="shared", layout="stride", stride=4, C_s=20, N2=2000, norm=True, xi=0.05, Nep=5)
+
+
+def test_variant_checks():
+    with pytest.raises(ValueError, match="family"):
+        Variant("x", "magic", Config())
+    with pytest.raises(ValueError, match="baseline"):
+        Variant("x", "baseline", Config())
+    with pytest.raises(ValueError, match="measures"):
+        Variant("x", "faithful", Config(), measures=("psychic",))
+
+
+def test_run_variant_trains_measures_and_records(tiny):
+    rec = run_variant("tiny", "f", seed=1, config=tiny.variants["f"].config.to_dict())
+    same = train(tiny.variants["f"].config.replace(seed=1), DATA)
+    assert rec["epoch_accuracies"] == same.epoch_accuracies and rec["seed"] == 1 and rec["config"]["seed"] == 1
+    for k in ("vote5", "vote20", "test_shift1", "test_shift2", "probe_value", "probe_onehot", "probe_dense",
+              "match", "initial_match", "code_sim_1px", "initial_code_sim_2px"):
+        assert 0 <= rec[k] <= 1, k
+    json.dumps(rec)
+    s, files = run_variant("tiny", "s", seed=0)
+    assert np.load(io.BytesIO(files["bank.npy"])).shape == (3, 81) and s["match"] == 1.0 and "probe_dense" not in s
+    assert s["ladder"][0]["N1"] == 3 * 25 and 0 <= s["ladder"][0]["probe_accuracy"] <= 1
+    b = run_variant("tiny", "b", seed=0)
+    assert 0 <= b["test_accuracy"] <= 1 and b["family"] == "baseline"
+    with pytest.raises(ValueError, match="changed"):
+        run_variant("tiny", "f", seed=0, config=Config().to_dict())
+
+
+def test_quick_runs_are_small_and_marked(tiny):
+    rec = run_variant("tiny", "f", seed=0, quick=True)
+    assert rec["quick"] is True and rec["config"]["Nep"] == 1
+    (x, _), (tx, _) = study_data("mnist", quick=True)
+    assert len(x) == min(len(DATA[0][0]), 2000) and len(tx) == 300
+    (vx, _), (ex, _) = study_data("mnist", split="validation")
+    assert len(ex) == 1000 // 6 and len(vx) + len(ex) == 1000
+
+
+def test_plan_and_load_records(tiny, tmp_path):
+    runs = plan(tiny, [0, 1], dataset="fashion")
+    assert [r.kwargs["variant"] for r in runs] == ["f", "f", "s", "s", "b"]
+    assert all(r.kwargs["dataset"] == "fashion" and r.kwargs["quick"] is False for r in runs)
+    assert runs[0].kwargs["config"] == tiny.variants["f"].config.to_dict()
+    with pytest.raises(ValueError, match="unknown variants"):
+        plan(tiny, [0], ["nope"])
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for i, (variant, quick) in enumerate((("f", False), ("f", True), ("zz", False))):
+        (folder / f"{i}.json").write_text(json.dumps({"variant": variant, "quick": quick, "status": "ok"}))
+    assert [r["variant"] for r in load_records(tiny, tmp_path)] == ["f"]
+
+
+def test_symmetry_tables_and_figures(tiny, tmp_path):
+    records = []
+    for v, seed in (("f", 0), ("f", 1), ("s", 0), ("s", 1), ("b", 0)):
+        out = run_variant("tiny", v, seed=seed)
+        record, files = out if isinstance(out, tuple) else (out, {})
+        record |= {"run_id": f"{v}{seed}", "record_path": str(tmp_path / f"{v}{seed}.json")}
+        for name, data in files.items():  # stored beside the record, as the batch does
+            (tmp_path / f"{v}{seed}.{name}").write_bytes(data)
+        records.append(record)
+    for r in records:  # the tables are keyed by the real study's names
+        r["variant"] = {"f": "log block C20 N200", "s": S.LADDER_SOURCE, "b": "ridge on pixels"}[r["variant"]]
+    md = S.summary_markdown(records)
+    assert "| log block C20 N200 (log: 73.34%) | 2 | 2 |" in md and "| ridge on pixels (deterministic: one run) | 1 |" in md
+    assert "Probe ladder" in md and "| 2 | 2 | sum | onehot | 75 | ridge | 2 |" in md
+    assert "| log block C20 N200 | initial | 2 |" in md
+    for fig in (S.plot_summary(records), S.plot_readout(records), S.plot_translation(records)):
+        assert fig.axes
+    assert len(S.plot_banks(records, seeds=(0, 1)).axes) == 2
+
+
+def test_reproduction_tables():
+    recs = [{"variant": "block_Cs10_N2100", "seed": s, "test_accuracy": a, "seconds": 10 + s,
+             "epoch_accuracies": [0.6] * 10, "status": "ok"} for s, a in ((1, 0.70), (0, 0.68))]
+    recs += [{"variant": "block_Cs10_N2100 wta=cluster", "seed": s, "test_accuracy": a, "seconds": 10,
+              "epoch_accuracies": [0.6] * 10} for s, a in ((0, 0.69), (1, 0.70))]
+    recs.append({"variant": "block_Cs10_N2100", "seed": 3, "test_accuracy": 0.1, "seconds": 1, "quick": True,
+                 "epoch_accuracies": [0.1]})
+    s = R.summarize(recs)
+    assert s["excluded"] == {"not a log experiment": 2, "quick mode": 1}
+    md = R.summary_markdown(recs)
+    assert "| block_Cs10_N2100 | 68.18% | 69.00% ± 1.41 (2) | +0.82 | 68.00, 70.00 | 10.5 ± 0.7 s | 450 s | 43× |" in md
+    assert "| block_Cs10_N2100 | +0.50 ± 0.71 (2) | +1.00, +0.00 |" in md
+
+
+def test_log_experiments_are_the_logs():
+    got = {n: (c.layout, c.C_s, c.N2, c.T_s, c.Nep, c.B, c.xi, a) for n, (c, a, _) in LOG_EXPERIMENTS.items()}
+    assert got == {
+        "overlap_Cs10_N2100": ("overlap", 10, 100, 60000, 10, 100, 0.01, 0.6907),
+        "block_Cs10_N2100": ("block", 10, 100, 60000, 10, 100, 0.01, 0.6818),
+        "block_Cs20_N2200": ("block", 20, 200, 60000, 10, 100, 0.01, 0.7334),
+        "block_Cs100_N2100": ("block", 100, 100, 60000, 10, 100, 0.01, 0.682),
+    }
+
+
+def test_tables():
+    assert tables.stats([0.5, None, "", 0.7]) == (0.6, pytest.approx(np.std([0.5, 0.7], ddof=1)))
+    assert tables.fmt((0.5, None)) == "50.00" and tables.fmt(None) == ""
+    md = tables.group_table([{"a": 1, "x": 0.5}, {"a": 1, "x": 0.7}, {"a": 2, "x": 0.1}], ("a",), {"x": "X"})
+    assert md.splitlines()[2] == "| 1 | 2 | 60.00 ± 14.14 |"
+
+
+def test_frontier_rows_goals_and_figure():
+    from dreamflow_utils.studies import frontier as F
+    recs = []
+    for seed in range(5):
+        recs.append({"dataset": "mnist", "variant": "m", "family": "shared", "seed": seed, "test_accuracy": 0.976,
+                     "seconds": 10.0, "probe_value": 0.98, "probe_seconds": 2.0, "probe_logistic": 0.99,
+                     "logistic_seconds": 5.0, "ladder": [dict(stride=1, pool=3, pool_mode="sum", code="onehot",
+                                                              method="logistic", probe_accuracy=0.984, seconds=3.0)]})
+        recs.append({"dataset": "fashion", "variant": "krotov x", "family": "krotov", "seed": seed,
+                     "test_accuracy": 0.85, "seconds": 100.0})
+    recs.append({"dataset": "mnist", "variant": "kNN", "family": "baseline", "seed": 0, "test_accuracy": 0.97,
+                 "seconds": 80.0})
+    rows = F.frontier_rows(recs)
+    assert {(r["readout"], r["dataset"]) for r in rows} == {("local", "mnist"), ("probe-ridge", "mnist"),
+                                                            ("probe-logistic", "mnist"), ("local", "fashion"),
+                                                            ("baseline", "mnist")}
+    assert [r["seconds"] for r in rows[:4]] == [10.0, 12.0, 15.0, 13.0]
+    goals = F.goals_table(rows)
+    assert "| mnist | local | 97.5% | m (local) | 97.60 ± 0.00 (n=5) | met (+0.10) |" in goals
+    assert "| fashion | local | 88.0% | krotov x (local) | 85.00 ± 0.00 (n=5) | MISSED (-3.00) |" in goals
+    assert "| mnist | probe | 98.5% | m (probe-logistic) | 99.00 ± 0.00 (n=5) | met (+0.50) |" in goals
+    assert F.plot_frontier(rows).axes
+    assert all(v.config.dataset == "mnist" for v in F.STUDY.variants.values() if v.config)
+
+
+def test_a_study_runs_through_the_batch(tmp_path):
+    """plan -> batch (embedded Dask cluster) -> records -> load_records, on real MNIST in quick mode."""
+    from dreamflow_utils.batch import run_batch
+    from dreamflow_utils.data import MnistNotFound, load_mnist
+    try:
+        load_mnist()
+    except MnistNotFound:
+        pytest.skip("MNIST not available")
+    runs = plan(R.STUDY, [0], ["block_Cs10_N2100"], quick=True)
+    records = run_batch(runs, tmp_path, csv=tmp_path / "runs.csv", jobs=1, progress=False)
+    assert [r["status"] for r in records] == ["ok"]
+    loaded = load_records(R.STUDY, tmp_path, include_quick=True)
+    assert len(loaded) == 1 and loaded[0]["quick"] is True and loaded[0]["config"]["Nep"] == 1
+    assert load_records(R.STUDY, tmp_path) == []  # quick records never count as results
