@@ -1,4 +1,4 @@
-"""Tests for dreamflow_utils.batch: sweeps on Dask distributed and the results store.
+"""Tests for dreamflow_utils.batch (sweeps on Dask distributed), .runs and .store (the results store).
 
 The Dask mechanics use CallRuns of tests/fixtures/batch_funcs.py (no kernels) on one
 LocalCluster shared by the module (passed as an existing scheduler); a few tests start their
@@ -23,6 +23,8 @@ import pytest
 
 from dreamflow_utils import batch as B
 from dreamflow_utils import files as F
+from dreamflow_utils import runs as R
+from dreamflow_utils import store as S
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parents[1]
@@ -73,7 +75,7 @@ def read_csv(path):
 
 
 def square(x, log, group="sq", **kw):
-    return B.CallRun(group, f"square {x}", "batch_funcs:square", {"x": x, "log": str(log), **kw})
+    return R.CallRun(group, f"square {x}", "batch_funcs:square", {"x": x, "log": str(log), **kw})
 
 
 def cli(*args, cwd, env=None):
@@ -98,15 +100,15 @@ def test_plan_grid_and_ids(nbs):
     assert runs[0].group == "toy" and len({r.run_id for r in runs}) == 6
     quick = B.plan([nbs / "toy.ipynb"], seeds=[0], quick=True)[0]
     assert quick.run_id == "toy__seed=0__quick" and quick.quick is True
-    assert B.NotebookRun(Path("02_block_Cs10.ipynb"), {"T_s": 1000, "seed": 3}, quick=False).run_id \
+    assert R.NotebookRun(Path("02_block_Cs10.ipynb"), {"T_s": 1000, "seed": 3}, quick=False).run_id \
         == "02_block_Cs10__seed=3__T_s=1000"
     # ids are stable, filename-safe, and hashed when unsafe or long
-    odd = B.NotebookRun(Path("toy.ipynb"), {"seed": 0, "scale": "a/b c"}, quick=False)
-    assert odd.run_id == B.NotebookRun(Path("toy.ipynb"), {"scale": "a/b c", "seed": 0}, quick=False).run_id
+    odd = R.NotebookRun(Path("toy.ipynb"), {"seed": 0, "scale": "a/b c"}, quick=False)
+    assert odd.run_id == R.NotebookRun(Path("toy.ipynb"), {"scale": "a/b c", "seed": 0}, quick=False).run_id
     assert odd.run_id.startswith("toy__scale=a-b-c__seed=0__") and "/" not in odd.run_id
-    long = B.NotebookRun(Path("toy.ipynb"), {"seed": 0, "scale": "x" * 300}, quick=False)
+    long = R.NotebookRun(Path("toy.ipynb"), {"seed": 0, "scale": "x" * 300}, quick=False)
     assert len(long.run_id) <= 120
-    assert long.run_id != B.NotebookRun(Path("toy.ipynb"), {"seed": 0, "scale": "x" * 301}, quick=False).run_id
+    assert long.run_id != R.NotebookRun(Path("toy.ipynb"), {"seed": 0, "scale": "x" * 301}, quick=False).run_id
     # duplicates collapse, seed only via seeds
     assert len(B.plan([nbs / "toy.ipynb"] * 2, seeds=[0, 0])) == 1
     with pytest.raises(ValueError, match="seed"):
@@ -129,27 +131,27 @@ def test_quick_mode_from_environment(nbs, monkeypatch):
 
 def test_identities(nbs):
     toy = nbs / "toy.ipynb"
-    run = B.NotebookRun(toy, {"seed": 0, "scale": (1, 2)}, quick=False)
+    run = R.NotebookRun(toy, {"seed": 0, "scale": (1, 2)}, quick=False)
     ident = run.identity
     assert ident["kind"] == "notebook" and ident["notebook"] == "toy.ipynb" and ident["quick"] is False
     assert ident["params"] == {"seed": 0, "scale": [1, 2]} and len(ident["code_sha256"]) == 64
     assert "dataset" not in ident
-    assert B.NotebookRun(nbs / "probe.ipynb", {"seed": 0, "dataset": "mnist"}, quick=False).identity["dataset"] == "mnist"
-    assert B.NotebookRun(toy, {"seed": 0, "scale": (1, 2)}, quick=True).identity != ident
+    assert R.NotebookRun(nbs / "probe.ipynb", {"seed": 0, "dataset": "mnist"}, quick=False).identity["dataset"] == "mnist"
+    assert R.NotebookRun(toy, {"seed": 0, "scale": (1, 2)}, quick=True).identity != ident
     # the code cells count, markdown does not
     nb = nbformat.read(toy, 4)
     nb.cells[0].source += "\nmore words"
     nbformat.write(nb, nbs / "toy2.ipynb")
-    same = B.NotebookRun(nbs / "toy2.ipynb", {"seed": 0}, quick=False).identity["code_sha256"]
-    assert same == B.NotebookRun(toy, {"seed": 0}, quick=False).identity["code_sha256"]
+    same = R.NotebookRun(nbs / "toy2.ipynb", {"seed": 0}, quick=False).identity["code_sha256"]
+    assert same == R.NotebookRun(toy, {"seed": 0}, quick=False).identity["code_sha256"]
     nb.cells[2].source += "\nx = 1"
     nbformat.write(nb, nbs / "toy2.ipynb")
-    assert B.NotebookRun(nbs / "toy2.ipynb", {"seed": 0}, quick=False).identity["code_sha256"] != same
+    assert R.NotebookRun(nbs / "toy2.ipynb", {"seed": 0}, quick=False).identity["code_sha256"] != same
     # notebooks in the repo: path relative to it
-    assert B.NotebookRun(REPO / "notebooks" / "02_block_Cs10_N2100.ipynb", {"seed": 0}, quick=False).identity[
+    assert R.NotebookRun(REPO / "notebooks" / "02_block_Cs10_N2100.ipynb", {"seed": 0}, quick=False).identity[
         "notebook"] == "notebooks/02_block_Cs10_N2100.ipynb"
 
-    call = B.CallRun("symmetry", "shared s4 C20 N2000 seed 0", "batch_funcs:square",
+    call = R.CallRun("symmetry", "shared s4 C20 N2000 seed 0", "batch_funcs:square",
                      {"x": 1, "seed": 0, "dataset": "mnist", "quick": False})
     assert call.run_id == "shared_s4_C20_N2000_seed_0" and call.group == "symmetry"
     assert call.seed == 0 and call.quick is False
@@ -161,9 +163,9 @@ def test_identities(nbs):
     assert pickle.loads(pickle.dumps(run)).identity == ident
     for bad in [dict(group="a/b"), dict(group=""), dict(group="..")]:
         with pytest.raises(ValueError, match="group"):
-            B.CallRun(name="n", func="m:f", **bad)
+            R.CallRun(name="n", func="m:f", **bad)
     with pytest.raises(ValueError, match="func"):
-        B.CallRun("g", "n", "no_colon")
+        R.CallRun("g", "n", "no_colon")
 
 
 def test_unknown_parameter_and_missing_notebook_refused(nbs, capsys):
@@ -172,7 +174,7 @@ def test_unknown_parameter_and_missing_notebook_refused(nbs, capsys):
     msg = str(e.value)
     assert "'scale'" in msg and "plain.ipynb" in msg and "declares: seed" in msg and "toy.ipynb" not in msg
     with pytest.raises(ValueError, match=r"'lr'.*toy\.ipynb.*fail, record_path, scale, seed, sleep"):
-        B.run_batch([B.NotebookRun(nbs / "toy.ipynb", {"seed": 0}), B.NotebookRun(nbs / "toy.ipynb", {"seed": 1, "lr": 0.1})],
+        B.run_batch([R.NotebookRun(nbs / "toy.ipynb", {"seed": 0}), R.NotebookRun(nbs / "toy.ipynb", {"seed": 1, "lr": 0.1})],
                     runs_dir=nbs / "runs", csv=nbs / "runs.csv")
     with pytest.raises(FileNotFoundError, match="nope.ipynb"):
         B.plan([nbs / "nope.ipynb"], seeds=[0])
@@ -209,7 +211,7 @@ def test_malformed_arguments(nbs, capsys, args, words):
 
 def test_run_lock(tmp_path):
     path = tmp_path / ".x.lock"
-    a, b = B.RunLock(path), B.RunLock(path)
+    a, b = S.RunLock(path), S.RunLock(path)
     assert a.acquire() and not b.acquire()
     assert f"pid {os.getpid()}" in b.holder()
     a.release()
@@ -220,7 +222,7 @@ def test_run_lock(tmp_path):
     assert a.acquire()
     a.release()
     # a process killed while holding it: the kernel releases the flock
-    proc = subprocess.Popen([sys.executable, "-c", "import sys, time; from dreamflow_utils.batch import RunLock; "
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, time; from dreamflow_utils.store import RunLock; "
                              f"assert RunLock({str(path)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
                             env=ENV, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
@@ -232,13 +234,13 @@ def test_run_lock(tmp_path):
 
 
 def test_stale_private_folders_of_dead_workers_are_removed(tmp_path, monkeypatch):
-    monkeypatch.setattr(B.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(R.tempfile, "gettempdir", lambda: str(tmp_path))
     dead = subprocess.Popen(["true"])
     dead.wait()
     for pid in (dead.pid, os.getpid(), 1):
         (tmp_path / f"dreamflow-run-{pid}-abc").mkdir()
     (tmp_path / "dreamflow-run-x-abc").mkdir()
-    B._clean_stale_tmp()
+    R._clean_stale_tmp()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"dreamflow-run-{os.getpid()}-abc", "dreamflow-run-1-abc", "dreamflow-run-x-abc"])
 
@@ -253,8 +255,8 @@ def test_collect_never_shrinks_a_table(tmp_path, capsys, monkeypatch):
     table.parent.mkdir()
     committed = "notebook,run_id,seed\n" + "".join(f"nb,r{i},0\n" for i in range(5))
     table.write_text(committed)
-    with pytest.raises(B.StoreError, match=r"refusing to rewrite .*runs\.csv: it has 5 rows, the records in .* give 2"):
-        B.collect(runs, table)
+    with pytest.raises(S.StoreError, match=r"refusing to rewrite .*runs\.csv: it has 5 rows, the records in .* give 2"):
+        S.collect(runs, table)
     assert table.read_text() == committed
     assert B.main(["--runs-dir", str(runs), "--csv", str(table)]) == 2
     assert "--force" in one_error_line(capsys.readouterr().err) and table.read_text() == committed
@@ -275,7 +277,7 @@ def test_collect_never_shrinks_a_table(tmp_path, capsys, monkeypatch):
 
 def test_unwritable_runs_dir_and_table(nbs, capsys, monkeypatch):
     """Read-only runs dir or table folder: one line naming the path, status 2, nothing run."""
-    real = B.tempfile.mkstemp
+    real = S.tempfile.mkstemp
     readonly = str(nbs / "ro")
 
     def mkstemp(*a, dir=None, **kw):
@@ -283,7 +285,7 @@ def test_unwritable_runs_dir_and_table(nbs, capsys, monkeypatch):
             raise OSError(errno.EROFS, "Read-only file system")
         return real(*a, dir=dir, **kw)
 
-    monkeypatch.setattr(B.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(S.tempfile, "mkstemp", mkstemp)
     args = [str(nbs / "toy.ipynb"), "--no-progress"]
     assert B.main([*args, "--runs-dir", readonly]) == 2
     err = one_error_line(capsys.readouterr().err)
@@ -305,8 +307,8 @@ def test_unwritable_runs_dir_and_table(nbs, capsys, monkeypatch):
 def test_call_runs_records_files_csv_resume(cluster, tmp_path):
     log, out, table = tmp_path / "log", tmp_path / "runs", tmp_path / "runs.csv"
     runs = [square(x, log, seed=0, quick=False) for x in (1, 2)] + [
-        B.CallRun("other", "files 3", "batch_funcs:with_files", {"x": 3, "log": str(log)}),
-        B.CallRun("other", "fail", "batch_funcs:fail", {"x": 1, "log": str(log)})]
+        R.CallRun("other", "files 3", "batch_funcs:with_files", {"x": 3, "log": str(log)}),
+        R.CallRun("other", "fail", "batch_funcs:fail", {"x": 1, "log": str(log)})]
     records = B.run_batch(runs, out, table, scheduler=cluster, progress=False)
     assert [r["status"] for r in records] == ["ok", "ok", "ok", "failed"]
     assert [r["run_id"] for r in records] == ["square_1", "square_2", "files_3", "fail"]
@@ -341,11 +343,11 @@ def test_call_runs_records_files_csv_resume(cluster, tmp_path):
 
 def test_identity_change_supersedes_and_quick_is_not_full(cluster, tmp_path):
     log, out = tmp_path / "log", tmp_path / "runs"
-    quick = B.CallRun("g", "files", "batch_funcs:with_files", {"x": 2, "log": str(log)})
+    quick = R.CallRun("g", "files", "batch_funcs:with_files", {"x": 2, "log": str(log)})
     first = B.run_batch([quick], out, progress=False, scheduler=cluster)[0]
     # same name, different arguments: redone; the old record and its files are kept aside, not lost
-    changed = B.CallRun("g", "files", "batch_funcs:with_files", {"x": 4, "log": str(log)})
-    assert B.done(changed, out) is None and B.done(quick, out) == first
+    changed = R.CallRun("g", "files", "batch_funcs:with_files", {"x": 4, "log": str(log)})
+    assert S.done(changed, out) is None and S.done(quick, out) == first
     second = B.run_batch([changed], out, csv=out / "runs.csv", progress=False, scheduler=cluster)[0]
     assert second["status"] == "ok" and second["test_accuracy"] == 0.4 and lines(log) == ["files 2", "files 4"]
     old = Path(second["superseded"])
@@ -372,9 +374,9 @@ def test_two_concurrent_batches_share_the_work(cluster, tmp_path):
     """Two batches on one runs dir (processes): every run executed once, no false failure."""
     script = tmp_path / "sweep.py"
     script.write_text(
-        "import sys\nfrom dreamflow_utils import batch as B\n"
+        "import sys\nfrom dreamflow_utils import batch as B, runs as R\n"
         "if __name__ == '__main__':\n"
-        f"    runs = [B.CallRun('sq', f'square {{x}}', 'batch_funcs:square', dict(x=x, log={str(tmp_path / 'log')!r}, sleep=0.3))"
+        f"    runs = [R.CallRun('sq', f'square {{x}}', 'batch_funcs:square', dict(x=x, log={str(tmp_path / 'log')!r}, sleep=0.3))"
         " for x in range(8)]\n"
         f"    recs = B.run_batch(runs, {str(tmp_path / 'runs')!r}, csv={str(tmp_path / 'runs.csv')!r}, scheduler=sys.argv[1], progress=False)\n"
         "    print(sum(r['status'] == 'ok' for r in recs))\n")
@@ -416,8 +418,8 @@ def test_full_disk(cluster, nbs, monkeypatch, capsys):
     log, out = nbs / "log", nbs / "runs"
     done_before = B.run_batch([square(1, log)], out, progress=False, scheduler=cluster)[0]
     monkeypatch.setattr(F, "os", NoSpace(limit=200))
-    with pytest.raises(B.StoreError, match=r"cannot write .*/sq/files_5\.arrays/a\.bin: No space left on device"):
-        B.run_batch([B.CallRun("sq", "files 5", "batch_funcs:with_files", {"x": 250})], out, progress=False,
+    with pytest.raises(S.StoreError, match=r"cannot write .*/sq/files_5\.arrays/a\.bin: No space left on device"):
+        B.run_batch([R.CallRun("sq", "files 5", "batch_funcs:with_files", {"x": 250})], out, progress=False,
                     scheduler=cluster)
     assert not list((out / "sq").glob("files_5*")) and not list((out / "sq").glob(".*"))
     # the CLI: a notebook whose record cannot be written
@@ -438,9 +440,9 @@ def test_full_disk(cluster, nbs, monkeypatch, capsys):
 
 def test_notebook_runs_quick_and_full(cluster, nbs):
     probe, out, table = nbs / "probe.ipynb", nbs / "runs", nbs / "runs.csv"
-    runs = [B.NotebookRun(probe, {"seed": 1}, quick=True), B.NotebookRun(probe, {"seed": 1}, quick=False),
-            B.NotebookRun(nbs / "toy.ipynb", {"seed": 0, "fail": True}, quick=True),
-            B.NotebookRun(nbs / "no_record.ipynb", {"seed": 0}, quick=False)]
+    runs = [R.NotebookRun(probe, {"seed": 1}, quick=True), R.NotebookRun(probe, {"seed": 1}, quick=False),
+            R.NotebookRun(nbs / "toy.ipynb", {"seed": 0, "fail": True}, quick=True),
+            R.NotebookRun(nbs / "no_record.ipynb", {"seed": 0}, quick=False)]
     records = B.run_batch(runs, out, table, scheduler=cluster, progress=False)
     q, f, fail, silent = records
     assert [r["status"] for r in records] == ["ok", "ok", "failed", "failed"]
@@ -471,7 +473,7 @@ def test_notebook_runs_quick_and_full(cluster, nbs):
     nb = nbformat.read(probe, 4)
     nb.cells[3].source = nb.cells[3].source.replace("0.5 + seed / 100", "0.25 + seed / 100")
     nbformat.write(nb, probe)
-    again = B.run_batch([B.NotebookRun(probe, {"seed": 1}, quick=True)], out, table, scheduler=cluster,
+    again = B.run_batch([R.NotebookRun(probe, {"seed": 1}, quick=True)], out, table, scheduler=cluster,
                         progress=False)[0]
     assert again["test_accuracy"] == 0.26 and again["identity"] != q["identity"]
     old = Path(again["superseded"])
@@ -501,7 +503,7 @@ def test_killed_worker_is_retried_or_recorded_failed(nbs):
     """Embedded cluster: a worker killed mid-run. retries=0: recorded failed (KilledWorker), finished
     records intact; the rerun (retries=1) resumes: the run is retried after its worker dies again."""
     log, out = nbs / "log", nbs / "runs"
-    runs = [square(1, log), B.CallRun("sq", "victim", "batch_funcs:wait_to_be_killed",
+    runs = [square(1, log), R.CallRun("sq", "victim", "batch_funcs:wait_to_be_killed",
                                       {"folder": str(nbs), "tag": "victim", "log": str(log), "times": 2}),
             square(2, log, sleep=1.0)]
 
@@ -565,7 +567,7 @@ def test_separate_scheduler_and_worker(nbs):
         assert [r["status"] for r in read_csv(nbs / "runs" / "runs.csv")] == ["ok", "ok"]
 
         log = nbs / "log"
-        runs = [square(3, log), B.CallRun("sq", "victim", "batch_funcs:wait_to_be_killed",
+        runs = [square(3, log), R.CallRun("sq", "victim", "batch_funcs:wait_to_be_killed",
                                           {"folder": str(nbs), "tag": "victim", "log": str(log)})]
         result = {}
         thread = threading.Thread(target=lambda: result.update(

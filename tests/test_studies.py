@@ -182,3 +182,27 @@ def test_a_study_runs_through_the_batch(tmp_path):
     loaded = load_records(R.STUDY, tmp_path, include_quick=True)
     assert len(loaded) == 1 and loaded[0]["quick"] is True and loaded[0]["config"]["Nep"] == 1
     assert load_records(R.STUDY, tmp_path) == []  # quick records never count as results
+
+
+def test_frontier_csv_columns():
+    from dreamflow_utils.studies import frontier as F
+    rec = {"dataset": "fashion", "variant": "v", "family": "shared", "seed": 2, "test_accuracy": 0.81234,
+           "seconds": 12.34}
+    text = F.frontier_csv([rec])["frontier.csv"]
+    assert text.splitlines() == ["dataset,variant,readout,seed,test_accuracy,seconds,family",
+                                 "fashion,v,local,2,0.8123,12.3,shared"]
+
+
+def test_command_line(capsys, monkeypatch):
+    from dreamflow_utils.studies.__main__ import main
+    monkeypatch.setenv("DREAMFLOW_QUICK", "0")
+    assert main(["reproduction", "--dry-run", "--seeds", "0-1", "--variants", "block_Cs10_N2100"]) == 0
+    assert "block_Cs10_N2100_seed_1" in capsys.readouterr().out
+    assert main(["reproduction", "--list"]) == 0 and "block_Cs20_N2200 wta=cluster" in capsys.readouterr().out
+    for argv, message in ((["nope"], "unknown study"), (["reproduction", "--seeds", "4-0"], "--seeds"),
+                          (["reproduction", "--variants", "x"], "unknown variants"),
+                          (["reproduction", "--dataset", "cifar"], "--dataset"),
+                          (["reproduction", "--jobs", "0", "--dry-run"], "--jobs")):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: ") and message in err and "Traceback" not in err

@@ -32,7 +32,10 @@ def share_cores(jobs: int) -> int:
     return n
 
 
-_FLAGS = dict(cache=True)  # no fast-math: a NaN or inf propagates as IEEE says (train checks the weights)
+# no fast-math: a NaN or inf propagates as IEEE says (train checks the weights); error_model="numpy"
+# only drops numba's zero-divisor check (no divisor here is 0: it is pred > prec or 1), which lets
+# LLVM vectorise the update loops
+_FLAGS = dict(cache=True, error_model="numpy")
 _jit = njit(**_FLAGS)
 _parallel = njit(parallel=True, **_FLAGS)
 

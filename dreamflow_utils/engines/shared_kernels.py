@@ -73,6 +73,17 @@ def _nanmax(m, v):
 
 
 @_jit
+def _times_weights(w, g):
+    """g = w * g in place (a summed error term becomes dW); returns max |dW|."""
+    m = 0.0
+    for r in range(len(g)):
+        d = w[r] * g[r]
+        g[r] = d
+        m = _nanmax(m, abs(d))
+    return m
+
+
+@_jit
 def _scale(xi, m, prec):
     """The oracle's ``xi / max(m, prec)`` (Python's max: m unless prec > m, so a NaN stays)."""
     return xi / (prec if prec > m else m)
@@ -381,12 +392,17 @@ def _w2_terms(wj, g, samples, sw, l1, prec):
         for r in range(N1):
             p = s * wj[r]
             g[r] += ((lb[r] - p) / (p if p > prec else 1.0)) * s
-    m = 0.0
-    for r in range(N1):
-        d = wj[r] * g[r]
-        g[r] = d
-        m = _nanmax(m, abs(d))
-    return m
+    return _times_weights(wj, g)
+
+
+@_jit
+def _update_task(task, n_won, won, w2t, G, grp_b, grp_ptr, sw, l1, prec, touched, P, Wt, E1, gmax, bmax):
+    """One independent piece of a batch's update: winner `task`'s w2 column, or (task >= n_won)
+    detector task - n_won of the bank."""
+    if task < n_won:
+        gmax[task] = _w2_terms(w2t[won[task]], G[task], grp_b[grp_ptr[task]:grp_ptr[task + 1]], sw, l1, prec)
+    else:
+        bmax[task - n_won] = _bank_sum(task - n_won, touched, P, Wt, E1[task - n_won])
 
 
 @_jit
@@ -400,13 +416,7 @@ def _bank_sum(c, touched, P, Wt, e1):
             pr = P[b, c]
             for q in range(PP):
                 e1[q] += pr[q]
-    m = 0.0
-    wc = Wt[c]
-    for q in range(PP):
-        d = wc[q] * e1[q]
-        e1[q] = d
-        m = _nanmax(m, abs(d))
-    return m
+    return _times_weights(Wt[c], e1)
 
 
 @_jit
@@ -525,18 +535,10 @@ def train_batches(groups, par_min, x, y, idx, cell_ptr, cell_pos, pool_max, oneh
         # parallel when the work pays for a parallel region (the same numbers either way)
         if n_won * N1 >= par_min:
             for task in prange(n_won + C):
-                if task < n_won:
-                    gmax[task] = _w2_terms(w2t[won[task]], G[task], grp_b[grp_ptr[task]:grp_ptr[task + 1]], sw, l1,
-                                           prec)
-                else:
-                    bmax[task - n_won] = _bank_sum(task - n_won, touched, P, Wt, E1[task - n_won])
+                _update_task(task, n_won, won, w2t, G, grp_b, grp_ptr, sw, l1, prec, touched, P, Wt, E1, gmax, bmax)
         else:
             for task in range(n_won + C):
-                if task < n_won:
-                    gmax[task] = _w2_terms(w2t[won[task]], G[task], grp_b[grp_ptr[task]:grp_ptr[task + 1]], sw, l1,
-                                           prec)
-                else:
-                    bmax[task - n_won] = _bank_sum(task - n_won, touched, P, Wt, E1[task - n_won])
+                _update_task(task, n_won, won, w2t, G, grp_b, grp_ptr, sw, l1, prec, touched, P, Wt, E1, gmax, bmax)
         m2 = 0.0
         for sl in range(n_won):
             m2 = _nanmax(m2, gmax[sl])

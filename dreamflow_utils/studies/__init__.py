@@ -4,7 +4,7 @@ batch, one record per (variant, seed, data set), results under ``results/<study>
     python -m dreamflow_utils.studies symmetry --seeds 0-4 --jobs 2
     python -m dreamflow_utils.studies symmetry --summarize
 
-A run is `run_variant(...)`, executed by a batch worker (`batch.CallRun`); its record holds the
+A run is `run_variant(...)`, executed by a batch worker (`runs.CallRun`); its record holds the
 variant's config, seed, data set, quick mode, the per-epoch test accuracies, seconds, versions
 and what the variant measures (`measures`). Records live in ``results/<study>/<dataset>/``,
 the table of all of them in ``results/<study>/runs.csv``; an interrupted study resumes.
@@ -72,6 +72,7 @@ class Study:
     description: str
     variants: dict[str, Variant] = field(repr=False)
     summary: Callable[[list], str] | None = field(default=None, repr=False)  # records -> Markdown
+    exports: Callable[[list], dict] | None = field(default=None, repr=False)  # records -> {file in results/: text}
     split: str = "test"  # "test": report the test set; "validation": the last 10000 training images, held out
 
     @property
@@ -169,7 +170,7 @@ def measure(variant: Variant, config: Config, weights, data) -> dict:
 def plan(study: Study, seeds, variants=None, dataset: str = "mnist", quick: bool = False) -> list:
     """The batch runs of `variants` (default: all) x `seeds` on `dataset` (a variant with its own
     `seeds` runs only those it shares with `seeds`, or its first if none)."""
-    from ..batch import CallRun
+    from ..runs import CallRun
 
     names = list(study.variants) if variants is None else list(variants)
     unknown = [n for n in names if n not in study.variants]

@@ -3,7 +3,8 @@
 
 Runs a study's variants x seeds through the batch (resumable: finished runs are skipped), writes
 its records under results/<study>/<dataset>/ and the table results/<study>/runs.csv;
---summarize (instead of running) writes results/<study>/summary.md from the records. With DREAMFLOW_QUICK=1 the runs
+--summarize (instead of running) writes results/<study>/summary.md from the records (and the
+study's exports, e.g. results/frontier.csv). With DREAMFLOW_QUICK=1 the runs
 are smoke tests (2000 samples, 1 epoch) recorded under runs/studies/<study>/ instead.
 """
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..cli import ArgumentParser, CliError, parse_seeds, positive_int, run_cli
+from ..batch import add_cluster_options, run_batch
+from ..cli import ArgumentParser, CliError, nonnegative_int, parse_seeds, positive_int, run_cli
 from ..config import DATASETS
 from ..files import atomic_write
 from ..notebook import repo_root
@@ -26,8 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,1,7 (default 0-4)")
     p.add_argument("--variants", default=None, help="comma-separated variant names (default: all)")
     p.add_argument("--dataset", default="mnist", help=f"one of {', '.join(DATASETS)}")
-    p.add_argument("--jobs", default="1", help="runs side by side (embedded Dask cluster workers)")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    add_cluster_options(p)
     p.add_argument("--results-dir", default=None, help="records and table (default results/<study>)")
     p.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
     p.add_argument("--summarize", action="store_true", help="write results/<study>/summary.md from the records")
@@ -38,6 +39,7 @@ def main(argv=None) -> int:
         quick = quick_mode()
     except ValueError as e:
         raise CliError(str(e)) from None
+    jobs, retries = positive_int(a.jobs, "--jobs"), nonnegative_int(a.retries, "--retries")
     if a.dataset not in DATASETS:
         raise CliError(f"--dataset must be one of {', '.join(DATASETS)}, got {a.dataset!r}")
     folder = Path(a.results_dir) if a.results_dir else (
@@ -52,14 +54,13 @@ def main(argv=None) -> int:
             runs = plan(study, parse_seeds(a.seeds), variants, a.dataset, quick)
         except ValueError as e:
             raise CliError(str(e)) from None
-        from ..batch import run_batch
         if a.dry_run:
             for r in runs:
                 print(r.run_id)
             print(f"{len(runs)} runs")
             return 0
-        records = run_batch(runs, folder, csv=folder / "runs.csv", jobs=positive_int(a.jobs, "--jobs"),
-                            scheduler=a.scheduler)
+        records = run_batch(runs, folder, csv=folder / "runs.csv", jobs=jobs, scheduler=a.scheduler,
+                            retries=retries)
         failed = [r for r in records if r.get("status") != "ok"]
         for r in failed:
             print(f"FAILED {r.get('run_id')}: {(r.get('error') or '').splitlines()[0]}", file=sys.stderr)
@@ -69,8 +70,12 @@ def main(argv=None) -> int:
     if a.summarize:
         if study.summary is None:
             raise CliError(f"study {study.name!r} has no summary")
-        text = study.summary(load_records(study, folder))
+        records = load_records(study, folder)
+        text = study.summary(records)
         atomic_write(folder / "summary.md", text)
+        for name, content in (study.exports(records) if study.exports else {}).items():
+            atomic_write(folder.parent / name, content)
+            print(f"wrote {folder.parent / name}")
         print(text)
     return 0
 

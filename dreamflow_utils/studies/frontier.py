@@ -15,7 +15,8 @@ variant, readout, seed).
 """
 from __future__ import annotations
 
-import numpy as np
+import csv
+import io
 
 from ..config import Config
 from ..experiments import LOG_EXPERIMENTS
@@ -104,6 +105,19 @@ def frontier_rows(records) -> list[dict]:
     return rows
 
 
+CSV_COLUMNS = ["dataset", "variant", "readout", "seed", "test_accuracy", "seconds", "family"]
+
+
+def frontier_csv(records) -> dict:
+    """{"frontier.csv": the rows of `frontier_rows`, as CSV}."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in sorted(frontier_rows(records), key=lambda r: (r["dataset"], r["variant"], r["readout"], r["seed"])):
+        writer.writerow(r | {"test_accuracy": f"{r['test_accuracy']:.4f}", "seconds": f"{r['seconds']:.1f}"})
+    return {"frontier.csv": buf.getvalue()}
+
+
 def summary_table(rows) -> str:
     """Mean ± sd (n) per (dataset, variant, readout), best first within each data set and read-out kind."""
     groups = tables.by(rows, "dataset", "readout", "variant")
@@ -190,6 +204,6 @@ def plot_frontier(rows, title="Local learning: accuracy against training time"):
 
 
 STUDY = Study("frontier", "the best local models, their peers and baselines, on MNIST and Fashion-MNIST",
-              STUDY_VARIANTS, summary=summary_markdown)
+              STUDY_VARIANTS, summary=summary_markdown, exports=frontier_csv)
 SEARCH = Study("frontier-search", "candidates, measured on the validation split", SEARCH_VARIANTS,
                summary=search_markdown, split="validation")
