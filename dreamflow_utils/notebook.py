@@ -24,9 +24,11 @@ Conventions (follow them in new notebooks, ``notebooks/NN_<name>.ipynb``):
   headless execution), then ``run.save(result)`` (writes ``record_path`` if set).
 
 Quick mode: with ``DREAMFLOW_QUICK=1`` (the root ``conftest.py`` sets it for pytest/nbval)
-``setup`` trains on ``T_s = 2000`` samples for ``Nep = 1`` epoch, falls back to the
-bundled scikit-learn digits (with a loud banner) when MNIST is missing, and saves figures
-under ``figures/quick/`` (gitignored) so the committed full-run figures stay untouched.
+``setup`` trains one epoch on all the training images (exactly the first epoch of the full
+run with the same seed), ``run.report`` checks the accuracy against the band of the committed
+records (`bands`), ``load_data`` falls back to the bundled scikit-learn digits (with a loud
+banner) when MNIST is missing, and figures go under ``figures/quick/`` (gitignored) so the
+committed full-run figures stay untouched.
 
 Command line (``python -m dreamflow_utils.notebook``):
 ``check-data`` (exit 2 with a how-to if MNIST is missing), ``render NB...`` (execute in
@@ -52,6 +54,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from . import plots
+from .bands import accuracy_band
 from .config import Config
 from .data import MnistFormatError, MnistNotFound, load_dataset, load_digits_demo, load_mnist
 from .experiments import LOG_EXPERIMENTS
@@ -250,6 +253,17 @@ class Run:
         if self.quick:
             print(f"QUICK MODE ({QUICK_ENV}=1): T_s={c.T_s}, Nep={c.Nep} on {self.data_source}; "
                   "NOT comparable to the log.")
+        self.check(result)
+
+    def check(self, result) -> None:
+        """Check the final accuracy against the band of the committed records of this
+        configuration (`bands.accuracy_band`); raises `AccuracyOutOfBand` outside it."""
+        band = accuracy_band(result.config, demo=self.data_source.startswith("DEMO"))
+        if band is None:
+            print(f"check: no committed records of this configuration (after epoch {result.config.Nep}): "
+                  "accuracy not checked")
+        else:
+            print("check: " + band.check(result.test_accuracy))
 
     def show(self, fig: Figure, what: str) -> None:
         """Save `fig` as ``<figures_dir>/<name>_<what>.png`` and display it statically."""
@@ -284,8 +298,8 @@ def setup(name: str, *, data_dir=None, figures_dir=None, record_path=None, quick
               None if record_path is None else Path(record_path), find_log(requested))
     if quick:
         print(f"QUICK MODE ({QUICK_ENV}=1): T_s {requested.T_s} -> {config.T_s}, "
-              f"Nep {requested.Nep} -> {config.Nep}; a check that the notebook runs, "
-              f"not a reproduction. Unset {QUICK_ENV} for the log's configuration.")
+              f"Nep {requested.Nep} -> {config.Nep} ({config.T_s * config.Nep} samples): a check that the "
+              f"notebook runs and learns, not a reproduction. Unset {QUICK_ENV} for the full configuration.")
     else:
         print(f"full run: T_s={config.T_s}, Nep={config.Nep}, seed={config.seed}")
     print(f"data: {source}")
@@ -296,7 +310,7 @@ def setup(name: str, *, data_dir=None, figures_dir=None, record_path=None, quick
 def study_run(name: str, study, variant: str, *, seed: int = 0, dataset: str = "mnist", data_dir=None,
               figures_dir=None, quick: bool | None = None):
     """Notebook step: train one variant of a study live (`LiveView`, progress bar) and print what
-    it measures (`studies.measure`; in quick mode on the first 2000 training / 1000 test images).
+    it measures (`studies.measure`; in quick mode on the first 2000 training / 1000 test images: `quick_data`).
     Returns (run, result, measurements)."""
     from .live import LiveView
     from .studies import measure

@@ -16,7 +16,7 @@
 #    the same sources) with their figures in figures/, then notebooks/05_summary.ipynb
 #    (table and figure of $CSV);
 # 6. prints the time it took.
-# With DREAMFLOW_QUICK=1 it is a smoke test instead: 1 epoch on 2000 samples, everything
+# With DREAMFLOW_QUICK=1 it is a quick check instead: 1 epoch of the 60000 samples, everything
 # under runs/quick/ (the committed notebooks, figures/ and results/ are left alone).
 # DRY_RUN=1 only says what it would do (the batch's --dry-run) and stops.
 set -euo pipefail

@@ -25,6 +25,7 @@ from dreamflow_utils import batch as B
 from dreamflow_utils import files as F
 from dreamflow_utils import runs as R
 from dreamflow_utils import store as S
+from helpers import REAL_MNIST, needs_mnist
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parents[1]
@@ -591,15 +592,19 @@ def test_separate_scheduler_and_worker(nbs):
 
 
 def test_interrupted_cli_resumes(nbs, monkeypatch, capsys, cluster):
-    args = ["toy.ipynb", "--seeds", "0-2", "--param", "sleep=1.0", "--runs-dir", "runs", "--csv", "runs.csv"]
+    """Deterministic: the toy notebook holds a seed while hold_<seed> exists, so the batch is
+    interrupted exactly after 1, then 2 finished runs, whatever the machine's load."""
+    args = ["toy.ipynb", "--seeds", "0-2", "--runs-dir", "runs", "--csv", "runs.csv"]
     folder = nbs / "runs" / "toy"
+    for seed in (1, 2):
+        (nbs / f"hold_{seed}").touch()
 
     def start_and_stop_after(n_records, sig):
         proc = cli(*args, "--jobs", "1", cwd=nbs)
-        deadline = time.time() + 60
+        deadline = time.time() + 120
         while len(record_files(folder)) < n_records and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
-        assert proc.poll() is None, proc.communicate()
+        assert len(record_files(folder)) == n_records and proc.poll() is None, proc.communicate()
         proc.send_signal(sig)
         proc.wait(timeout=30)
         return proc
@@ -608,18 +613,20 @@ def test_interrupted_cli_resumes(nbs, monkeypatch, capsys, cluster):
     proc = start_and_stop_after(1, signal.SIGTERM)
     assert proc.returncode == 130 and "rerun the same command to resume" in proc.stderr.read()
     first = {p: p.read_bytes() for p in record_files(folder)}
-    start_and_stop_after(len(first) + 1, signal.SIGKILL)
+    (nbs / "hold_1").unlink()
+    start_and_stop_after(2, signal.SIGKILL)
     for p in folder.rglob("*"):  # whatever has a final name is complete
         if p.suffix == ".json" and not p.name.startswith("."):
             assert json.loads(p.read_text())
     assert all(p.read_bytes() == b for p, b in first.items())
     assert not (nbs / "runs.csv").exists()
+    (nbs / "hold_2").unlink()
 
     monkeypatch.chdir(nbs)  # resume in-process, on the shared cluster (a CLI start costs seconds)
     assert B.main([*args, "--scheduler", cluster]) == 0
     assert "3/3 ok" in capsys.readouterr().out
     assert all(p.read_bytes() == b for p, b in first.items())
-    assert [p.name for p in record_files(folder)] == [f"toy__seed={s}__sleep=1.0__quick.json" for s in range(3)]
+    assert [p.name for p in record_files(folder)] == [f"toy__seed={s}__quick.json" for s in range(3)]
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no lock or temp file left
     assert [r["status"] for r in read_csv(nbs / "runs.csv")] == ["ok"] * 3
     ran = executions(nbs)
@@ -636,3 +643,24 @@ def test_dry_run(nbs, capsys, cluster):
     text = capsys.readouterr().out
     assert "skip (ok)" in text and "2 runs (quick mode): 1 to run, 1 already ok" in text
     assert executions(nbs) == ["0 1.0"]
+
+
+@needs_mnist
+def test_a_real_notebook_through_the_batch_to_the_summary(cluster, tmp_path):
+    """Notebook 02 in full mode (the log's 10 epochs, seed 0) through papermill on the cluster:
+    its record, its runs.csv row and the summary's line hold the same accuracy, and it equals
+    the committed reproduction run of seed 0 (a run is deterministic)."""
+    from dreamflow_utils.studies.reproduction import summarize
+    nb = REPO / "notebooks" / "02_block_Cs10_N2100.ipynb"
+    table = tmp_path / "runs.csv"
+    run = R.NotebookRun(nb, {"seed": 0, "data_dir": str(REAL_MNIST)}, quick=False)
+    record = B.run_batch([run], tmp_path / "runs", table,
+                         scheduler=cluster, progress=False)[0]
+    assert record["status"] == "ok", record.get("error")
+    committed = json.loads((REPO / "results" / "reproduction" / "mnist" / "block_Cs10_N2100_seed_0.json").read_text())
+    assert record["test_accuracy"] == committed["test_accuracy"]
+    assert record["epoch_accuracies"] == committed["epoch_accuracies"]
+    row, = read_csv(table)
+    assert float(row["test_accuracy"]) == record["test_accuracy"] and row["status"] == "ok"
+    line = next(e for e in summarize(read_csv(table))["experiments"] if e["name"] == "block_Cs10_N2100")
+    assert line["n"] == 1 and line["accuracies"] == [100 * record["test_accuracy"]]

@@ -5,6 +5,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
@@ -23,13 +24,17 @@ def test_log_ms_per_batch_from_the_logs_tqdm_lines():
 
 def test_compare_engines_numpy_vs_reference():
     data = synthetic_data(300, 50)
-    rows = S.compare_engines(SMALL, data, CPU_VARIANTS)
-    assert [r["variant"] for r in rows] == ["numpy", "reference"]
-    assert rows[0]["max_dw"] == 0 and rows[0]["n_differ"] == 0
-    assert rows[1]["max_dw"] <= 1e-9 and rows[1]["n_differ"] == 0
-    assert rows[0]["accuracy"] == rows[1]["accuracy"] and len(rows[1]["predictions"]) == 50
+    rows = S.compare_engines(SMALL, data, CPU_VARIANTS | {"numpy xi=0.02": ({"xi": 0.02}, True)})
+    assert [r["variant"] for r in rows] == ["numpy", "reference", "numpy xi=0.02"]
+    numpy_row, ref, other = rows
+    assert ref["max_dw"] <= 1e-9 and ref["n_differ"] == 0 and len(ref["predictions"]) == 50
+    assert np.array_equal(ref["predictions"], numpy_row["predictions"]) and ref["accuracy"] == numpy_row["accuracy"]
+    # the comparison measures real differences, against the first row
+    expected = max(float(np.max(np.abs(a - b))) for a, b in zip(other["weights"], numpy_row["weights"]))
+    assert other["max_dw"] == expected > 1e-4
+    assert other["n_differ"] == int(np.sum(other["predictions"] != numpy_row["predictions"]))
     md = S.equality_markdown(rows, 20)
-    assert md.count("\n") == 3 and "| reference |" in md and "0 of 50" in md
+    assert md.count("\n") == 4 and "| reference |" in md and "0 of 50" in md
 
 
 def test_live_timing_table():

@@ -118,21 +118,6 @@ def test_same_seed_same_weights(engine):
 
 
 @pytest.mark.parametrize("layout", ["block", "overlap"])
-def test_numpy_engine_does_not_depend_on_the_thread_count(layout):
-    """Its parallel loops split only independent work: 1 thread gives the same bits."""
-    config = Config(layout=layout, C_s=5, N2=12, B=25, T_s=1200, seed=3)
-    (x, y), (tx, _) = DATA
-    out = []
-    for threads in (1, numba.config.NUMBA_NUM_THREADS):
-        numba.set_num_threads(threads)
-        e = make_engine(config, init_weights(config))
-        e.train_batches(x, y)
-        out.append((*e.weights(), e.predict(tx)))
-    for a, b in zip(*out):
-        assert np.array_equal(a, b)
-
-
-@pytest.mark.parametrize("layout", ["block", "overlap"])
 def test_weights_stay_inside_their_patch(layout):
     config = Config(layout=layout, C_s=6, N2=10, B=20, T_s=1200)
     (x, y), _ = DATA

@@ -46,14 +46,16 @@ def test_pytest_runs_in_quick_mode():
     assert N.quick_mode()  # set by the root conftest.py, inherited by nbval's kernels
 
 
-def test_quick_config_shrinks_T_s_and_Nep_only():
+def test_quick_config_sees_60000_samples_at_most():
     config = LOG_EXPERIMENTS["block_Cs20_N2200"][0]
     q = N.quick_config(config)
     assert (q.T_s, q.Nep) == (N.QUICK_T_S, N.QUICK_NEP)
     assert q.replace(T_s=config.T_s, Nep=config.Nep) == config
-    assert N.quick_config(config, n_train=1500).T_s == 1500  # the demo data has 1500 training images
+    demo = N.quick_config(config, n_train=1500)  # the demo data has 1500 training images: 40 epochs of them
+    assert (demo.T_s, demo.Nep) == (1500, 40)
     assert N.quick_config(config, n_train=1550).T_s == 1500  # whole batches
-    assert N.quick_config(config.replace(T_s=300, Nep=1)).T_s == 300  # never grows
+    small = N.quick_config(config.replace(T_s=300, Nep=2))  # never more samples than the full run
+    assert (small.T_s, small.Nep) == (300, 2)
 
 
 def test_find_log_matches_the_four_experiments_only():
@@ -79,7 +81,7 @@ def test_setup_quick_and_full(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(N, "load_data", lambda data_dir, quick, dataset="mnist": (synthetic_data(3000, 100), "synthetic"))
     quick = N.setup("02_block_Cs10_N2100", **PARAMS, quick=True, figures_dir=tmp_path)
     out_quick = capsys.readouterr().out
-    assert "QUICK MODE" in out_quick and (quick.config.T_s, quick.config.Nep) == (2000, 1)
+    assert "QUICK MODE" in out_quick and (quick.config.T_s, quick.config.Nep) == (3000, 20)  # 60000 samples
     assert quick.requested == LOG_EXPERIMENTS["block_Cs10_N2100"][0]
     assert quick.log == ("block_Cs10_N2100", 0.6818, 45) and quick.log_accuracy == 0.6818
     full = N.setup("02_block_Cs10_N2100", **PARAMS, quick=False, figures_dir=tmp_path)
@@ -134,7 +136,7 @@ def test_end_to_end_on_synthetic_data(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(N.plots, "show_png", lambda path: None)
     monkeypatch.setattr(N, "load_data", lambda data_dir, quick, dataset="mnist": (synthetic_data(600, 100), "synthetic"))
     rec = tmp_path / "runs" / "r.result.json"
-    run = N.setup("01_overlap_Cs10_N2100", **{**PARAMS, "layout": "overlap", "B": 50}, quick=True,
+    run = N.setup("01_overlap_Cs10_N2100", **{**PARAMS, "layout": "overlap", "B": 50, "T_s": 600, "Nep": 1}, quick=True,
                   record_path=rec)
     view = LiveView(C_s=run.config.C_s, n_epochs=run.config.Nep, log_accuracy=run.log_accuracy, title=run.title)
     result = train(run.config, run.data, callback=view, progress=False)
@@ -301,3 +303,23 @@ def test_committed_notebook_follows_conventions(path):
         for name in ("layout", "C_s", "N2", "T_s", "Nep", "B", "xi", "prec"):
             assert eval(declared[name]["default"]) == getattr(config, name), name
         assert f'notebook.setup("{path.stem}"' in "".join(c.source for c in nb.cells)
+
+
+# ----------------------------------------------------------------------------- render
+def test_render_executes_cleans_and_reports_failures(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(f'seed {seed} squared {seed ** 2}')")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, tmp_path / "ok.ipynb")
+    nb.cells[1] = nbformat.v4.new_code_cell("raise ValueError('broken on purpose')")
+    nbformat.write(nb, tmp_path / "bad.ipynb")
+    out = tmp_path / "out"
+    assert N.render([tmp_path / "ok.ipynb", tmp_path / "bad.ipynb"], out_dir=out) == 1  # one failure
+    done = nbformat.read(out / "ok.ipynb", 4)
+    assert done.cells[1].outputs[0]["text"] == "seed 0 squared 0\n"
+    assert not N.check_notebook(out / "ok.ipynb")  # cleaned: no widget state, no absolute path
+    err = capsys.readouterr().err
+    assert "bad.ipynb: FAILED" in err and "ValueError: broken on purpose" in err
+    assert not (out / "bad.ipynb").exists() and not list(out.glob(".*.ipynb"))

@@ -77,7 +77,8 @@ def test_label_gain_and_unit_norm():
     assert touched.any() and np.allclose(np.linalg.norm(w2[:, touched], axis=0), 1)
 
 
-def test_training_is_repeatable_and_learns_something():
+def test_training_is_repeatable_and_moves_the_bank():
+    """(That it learns: tests/test_learning.py, on a task with a known answer.)"""
     c = Config(layout="stride", stride=4, C_s=4, N2=10, Nep=2, pool=2, shift=1, xi_decay=0.5, **SMALL)
     a, b = train(c, DATA), train(c, DATA)
     assert a.epoch_accuracies == b.epoch_accuracies and np.array_equal(a.weights.w1, b.weights.w1)

@@ -183,17 +183,24 @@ def test_eager_matches_numpy(data):
     assert np.array_equal(eager.predict(tx), ne.predict(tx))
 
 
-def test_float32_stays_close(data):
+F32_TOL = 2e-6  # float32 against numpy's float64 after 50 batches: measured 4.1e-7 (graph), 3.5e-7 (XLA)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_float32_stays_close(data, jit_compile):
     (x, y), (tx, _) = data
     cfg = Config(layout="overlap", C_s=10, N2=30, B=20, T_s=1000)
     w = init_weights(cfg)
-    ne, te = NumpyEngine(cfg, w), tf_engine(cfg, w, dtype="float32")
+    ne, te = NumpyEngine(cfg, w), tf_engine(cfg, w, dtype="float32", jit_compile=jit_compile)
+    try:
+        te.train_batches(x[:1000], y[:1000])
+    except XLA_ERRORS as err:
+        pytest.skip(f"XLA (jit_compile=True) unavailable on this machine: {str(err).splitlines()[0]}")
     ne.train_batches(x[:1000], y[:1000])
-    te.train_batches(x[:1000], y[:1000])
     got = te.weights()
     assert got.w1.dtype == np.float64
-    assert max_diff(ne.weights(), got) <= 1e-4
-    assert np.mean(ne.predict(tx) == te.predict(tx)) >= 0.95
+    assert 0 < max_diff(ne.weights(), got) <= F32_TOL  # float32 really ran (not 0), and stayed close
+    assert np.mean(ne.predict(tx) == te.predict(tx)) >= 0.99
 
 
 def test_xla_matches_numpy(data):

@@ -51,9 +51,15 @@ def test_weights_round_trip(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_progress_bar_runs(capsys):
-    r = train(Config(**SMALL), DATA, progress=True)
-    assert r.test_accuracy == train(Config(**SMALL), DATA).test_accuracy
+def test_progress_bar_shows_batches_and_changes_nothing(capsys):
+    config = Config(**SMALL)
+    r = train(config, DATA, progress=True)
+    err = capsys.readouterr().err  # tqdm writes to stderr
+    n = config.T_s // config.B
+    assert f"{n}/{n}" in err and "epoch" in err.lower()
+    quiet = train(config, DATA)
+    assert capsys.readouterr().err == ""
+    assert r.epoch_accuracies == quiet.epoch_accuracies and np.array_equal(r.weights.w1, quiet.weights.w1)
 
 
 def test_t_s_larger_than_data():

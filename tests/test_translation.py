@@ -32,10 +32,18 @@ def test_translation_match_identical_and_shifted_copies():
 
 def test_code_shift_similarity_and_shifted_accuracy():
     x = DATA[1][0][:20]
-    assert np.isclose(code_shift_similarity(lambda a: np.ones((len(a), 3)), x, 1), 1)
-    pooled = lambda a: a.reshape(len(a), 28, 28).sum(axis=(1, 2))[:, None]
-    assert code_shift_similarity(pooled, x, 2) == 1.0
-    assert 0 < code_shift_similarity(lambda a: a, x, 1) < 0.5
-    y = np.zeros(20)
-    assert shifted_accuracy(lambda a: np.zeros(len(a)), x, y, 1, -1) == 1.0
+    assert np.isclose(code_shift_similarity(lambda a: np.ones((len(a), 3)), x, 1), 1)  # a constant code
+    pixels = code_shift_similarity(lambda a: a, x, 1)
+    assert 0 < pixels < 0.5
+
+    def halves(a):  # ink in the left and right halves: coarse pooling, nearly invariant to a 1-pixel shift
+        img = a.reshape(len(a), 28, 28)
+        return np.stack([img[:, :, :14].sum(axis=(1, 2)), img[:, :, 14:].sum(axis=(1, 2))], axis=1)
+
+    assert pixels < code_shift_similarity(halves, x, 1) < 1
+    # a 1-nearest-neighbour classifier of the unshifted images: perfect in place, lost when they move
+    nearest = lambda a: np.argmin(((a[:, None, :] - x[None, :, :]) ** 2).sum(axis=2), axis=1)
+    y = np.arange(20)
+    assert shifted_accuracy(nearest, x, y, 0, 0) == 1.0
+    assert shifted_accuracy(nearest, x, y, 3, -2) < 0.5
     assert np.array_equal(translate(translate(x, 0, 0), 0, 0), x)

@@ -145,7 +145,9 @@ def test_evaluate_checks_its_data_as_train_does():
     config = Config(**SMALL)
     w = init_weights(config)
     (_, _), (tx, ty) = DATA
-    assert 0 <= evaluate(config, w, tx, ty) <= 1
+    result = train(config, DATA)  # evaluate gives what train measured, on the same weights
+    assert evaluate(config, result.weights, tx, ty) == result.test_accuracy
+    assert evaluate(config, w, tx, ty) == np.mean(make_engine(config, w).predict(tx) == ty)
     with pytest.raises(ValueError, match="test_y has length 1"):
         evaluate(config, w, tx, ty[:1])
     with pytest.raises(ValueError, match="labels outside 0..9"):

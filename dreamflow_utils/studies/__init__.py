@@ -26,7 +26,7 @@ import numpy as np
 
 from ..config import Config
 from ..data import load_dataset, validation_split
-from ..quick import QUICK_T_S, quick_data
+from ..quick import quick_data
 from ..train import train, versions
 from . import measures
 
@@ -130,8 +130,9 @@ def run_variant(study: str, variant: str, seed: int, dataset: str = "mnist", qui
         acc, seconds = baselines.run(v.baseline, data, seed)
         return record | {"test_accuracy": acc, "seconds": seconds, "versions": versions()}
     cfg = v.config.replace(seed=seed, dataset=dataset)
-    if quick:
-        cfg = cfg.replace(T_s=min(cfg.T_s, QUICK_T_S), Nep=1)
+    n_train = len(data[0][0])
+    if quick or cfg.T_s > n_train:  # quick, or the validation split's 50000 training images
+        cfg = cfg.replace(T_s=min(cfg.T_s, n_train - n_train % cfg.B), Nep=1 if quick else cfg.Nep)
     result = train(cfg, data)
     record |= result.record() | {"config": cfg.to_dict()}
     record |= measure(v, cfg, result.weights, data)

@@ -1,0 +1,57 @@
+"""A run repeated in another process, with another number of threads, gives bit-identical
+weights and accuracies (the README's promise that the papermill batch, `reproduce` and a
+notebook agree per seed; the compiled engines split only independent work between threads)."""
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+
+from dreamflow_utils import Config
+
+CONFIGS = {
+    "clusters": Config(layout="overlap", C_s=5, N2=30, T_s=1000, Nep=2, B=20, xi=0.1, seed=4),
+    "shared": Config(layer1="shared", layout="stride", stride=4, C_s=6, N2=30, T_s=1000, Nep=2, B=20, xi=0.1,
+                     norm=True, shift=2, shuffle=True, seed=4),
+    "krotov": Config(layer1="krotov", layout=None, C_s=40, N2=30, T_s=1000, Nep=3, B=20, kh_epochs=2, kh_k=2,
+                     norm=True, seed=4),
+}
+SCRIPT = """
+import hashlib, sys
+sys.path.insert(0, {tests!r})
+from dreamflow_utils import Config
+from dreamflow_utils.train import train
+from helpers import learnable_data
+data = learnable_data(1000, 300)
+for name, params in {params!r}.items():
+    r = train(Config(**params), data)
+    digest = hashlib.sha256(b"".join(w.tobytes() for w in r.weights)).hexdigest()
+    print(name, digest, repr(r.epoch_accuracies))
+"""
+
+
+def fingerprints(data):
+    from dreamflow_utils.train import train
+    out = {}
+    for name, config in CONFIGS.items():
+        r = train(config, data)
+        out[name] = f"{name} {hashlib.sha256(b''.join(w.tobytes() for w in r.weights)).hexdigest()} " \
+                    f"{r.epoch_accuracies!r}"
+    return out
+
+
+def test_a_run_in_another_process_is_bit_identical():
+    from helpers import learnable_data
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        here = fingerprints(learnable_data(1000, 300))
+    finally:
+        numba.set_num_threads(threads)
+    script = SCRIPT.format(tests=str(Path(__file__).parent), params={k: c.to_dict() for k, c in CONFIGS.items()})
+    env = os.environ | {"NUMBA_NUM_THREADS": "3"}  # 3 threads there, 1 here
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True,
+                         env=env)
+    assert out.stdout.split("\n")[:3] == list(here.values())
