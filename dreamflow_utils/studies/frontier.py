@@ -62,22 +62,17 @@ FINAL = [
 STUDY_VARIANTS = {v.name: v for v in FINAL}
 
 
-def _shared(name, stride, C_s, N2, Nep=5, **kw):
-    """A candidate of the search: the shared bank with normalised codes (xi=0.05 unless given)."""
-    config = Config(layer1="shared", layout="stride", stride=stride, C_s=C_s, N2=N2, Nep=Nep, norm=True,
-                    **{"xi": 0.05, **kw})
+def _shared(name, stride, C_s, N2, Nep, **kw):
+    """A candidate of the search: the shared bank on the stride grid."""
+    config = Config(layer1="shared", layout="stride", stride=stride, C_s=C_s, N2=N2, Nep=Nep, **kw)
     return Variant(name, "shared", config, measures=("probes",))
 
 
 SEARCH_VARIANTS = {v.name: v for v in [
-    _shared("s4 C20 N2000", 4, 20, 2000),  # the symmetry study's best
-    _shared("s4 C20 N2000 unit-norm", 4, 20, 2000, unit_norm=True),
-    _shared("s4 C20 N2000 unit-norm gain3", 4, 20, 2000, unit_norm=True, label_gain=3.0),
-    _shared("s2 pool2 C20 N4000 unit-norm", 2, 20, 4000, pool=2, unit_norm=True),
-    _shared("s2 pool2-sum C20 N4000 unit-norm", 2, 20, 4000, pool=2, pool_mode="sum", unit_norm=True),
-    _shared("s2 pool2 C20 N4000 unit-norm vote5", 2, 20, 4000, pool=2, unit_norm=True, vote=5),
-    _shared("s2 pool2 C20 N4000 unit-norm 10 epochs decay0.8", 2, 20, 4000, pool=2, unit_norm=True, Nep=10,
-            xi_decay=0.8),
+    _shared("s4 C20 N2000 norm xi=0.05 (5 epochs)", 4, 20, 2000, 5, norm=True, xi=0.05),  # the symmetry study's pick
+    _shared("s2 pool2 C20 N200 (3 epochs)", 2, 20, 200, 3, pool=2),  # the symmetry study's best on its test set
+    _shared("s2 pool2 C20 N1000 norm xi=0.05 (3 epochs)", 2, 20, 1000, 3, pool=2, norm=True, xi=0.05),
+    _shared("s2 pool2 C20 N2000 norm xi=0.05 (3 epochs)", 2, 20, 2000, 3, pool=2, norm=True, xi=0.05),
 ]}
 
 
