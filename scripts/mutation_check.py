@@ -5,7 +5,7 @@ only the tests that should catch it, and checks that they fail. The unmutated co
 the same tests first. Exit 1 if a mutant survives or no longer applies (the code it targets
 changed: update the mutant).
 
-    python scripts/mutation_check.py [--mutants NAME,NAME] [--full]
+    python scripts/mutation_check.py [--mutants NAME,NAME] [--full] [--jobs 2] [--no-baseline]
 
 By default each mutant meets the learning test of the numpy engine (what tests/test_mutation.py
 runs in CI); --full adds the quick MNIST run against its committed band and notebook 02 under
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +82,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mutants", help="comma-separated names (default: all): " + "; ".join(MUTANTS))
     p.add_argument("--full", action="store_true", help="also the quick MNIST run and notebook 02 under nbval")
+    p.add_argument("--jobs", type=int, default=2, help="mutants tested side by side (default 2)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the check that the unmutated copy passes (the test suite runs those tests anyway)")
     a = p.parse_args(argv)
+    if a.jobs < 1:
+        p.error(f"--jobs must be >= 1, got {a.jobs}")
     names = list(MUTANTS) if a.mutants is None else [n.strip() for n in a.mutants.split(",")]
     unknown = [n for n in names if n not in MUTANTS]
     if unknown:
@@ -89,21 +95,26 @@ def main(argv=None) -> int:
     args = TESTS + (FULL if a.full else [])
     survived = []
     with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
-        code, failed, sec = run_tests(make_copy(Path(tmp) / "clean"), args)
-        print(f"unmutated copy: {'pass' if code == 0 else 'FAIL'} ({sec:.0f} s)", flush=True)
-        if code != 0:
-            print(f"the tests fail without a mutant ({failed}): fix them first", file=sys.stderr)
-            return 1
-        for i, name in enumerate(names):
+        if not a.no_baseline:
+            code, failed, sec = run_tests(make_copy(Path(tmp) / "clean"), args)
+            print(f"unmutated copy: {'pass' if code == 0 else 'FAIL'} ({sec:.0f} s)", flush=True)
+            if code != 0:
+                print(f"the tests fail without a mutant ({failed}): fix them first", file=sys.stderr)
+                return 1
+
+        def one(i_name):
+            i, name = i_name
             root = make_copy(Path(tmp) / f"mutant{i}")
             mutate(root, *MUTANTS[name])
-            code, failed, sec = run_tests(root, args)
-            caught = code == 1 and failed
-            print(f"{name}: {'caught by ' + ', '.join(failed) if caught else f'SURVIVED (pytest exit {code})'}"
-                  f" ({sec:.0f} s)", flush=True)
-            if not caught:
-                survived.append(name)
-            shutil.rmtree(root)
+            return name, *run_tests(root, args)
+
+        with ThreadPoolExecutor(a.jobs) as pool:  # each mutant in its own copy and pytest process
+            for name, code, failed, sec in pool.map(one, enumerate(names)):
+                caught = code == 1 and failed
+                print(f"{name}: {'caught by ' + ', '.join(failed) if caught else f'SURVIVED (pytest exit {code})'}"
+                      f" ({sec:.0f} s)", flush=True)
+                if not caught:
+                    survived.append(name)
     print(f"{len(names) - len(survived)} of {len(names)} mutants caught")
     return 1 if survived else 0
 
