@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
+from .studies import RESULTS as RESULTS_DIR
+from .studies import get_study, load_records
 
 K_SD = 3
 SD_FLOOR = 0.01
 STUDIES = ("reproduction", "symmetry", "frontier")
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"  # the repository's committed results
 DEMO_CSV = Path("bands") / "demo_digits.csv"
 _FREE = ("seed", "Nep", "eval_every", "engine", "jit_compile")  # fields that leave epoch k's accuracy unchanged
 
@@ -76,15 +77,10 @@ def committed_accuracies(config: Config, results_dir=RESULTS_DIR) -> dict[int, f
     want, k = _key(config.to_dict()), config.Nep
     out = {}
     for study in STUDIES:
-        for path in sorted((Path(results_dir) / study / config.dataset).glob("*.json")):
-            try:
-                r = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if not isinstance(r, dict) or r.get("status") != "ok" or r.get("quick") or r.get("split", "test") != "test":
-                continue
+        for r in load_records(get_study(study), Path(results_dir) / study):  # ok, not quick
             c, accs = r.get("config"), r.get("epoch_accuracies") or []
-            if isinstance(c, dict) and _key(c) == want and len(accs) >= k and accs[k - 1] is not None:
+            if r.get("dataset", "mnist") == config.dataset and r.get("split", "test") == "test" \
+                    and isinstance(c, dict) and _key(c) == want and len(accs) >= k and accs[k - 1] is not None:
                 out.setdefault(r["seed"], accs[k - 1])
     return out
 
@@ -129,7 +125,6 @@ def measure_demo(seeds=range(5)) -> list[dict]:
 def main(argv=None) -> int:
     """python -m dreamflow_utils.bands [RESULTS_DIR]: measure the demo-digits band (results/bands/demo_digits.csv)."""
     import argparse
-
     import io
 
     from .files import atomic_write

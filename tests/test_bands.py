@@ -27,6 +27,7 @@ def test_band_is_mean_plus_minus_k_sd_with_a_floor():
 
 def _record(folder, name, config, accs, **extra):
     r = {"status": "ok", "quick": False, "split": "test", "seed": config.seed, "config": config.to_dict(),
+         "variant": "block_Cs10_N2100", "dataset": config.dataset,
          "epoch_accuracies": accs} | extra
     (folder / f"{name}.json").write_text(json.dumps(r))
 
