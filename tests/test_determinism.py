@@ -19,20 +19,16 @@ CONFIGS = {
                      norm=True, seed=4),
 }
 SCRIPT = """
-import hashlib, sys
+import sys
 sys.path.insert(0, {tests!r})
-from dreamflow_utils import Config
-from dreamflow_utils.train import train
 from helpers import learnable_data
-data = learnable_data(1000, 300)
-for name, params in {params!r}.items():
-    r = train(Config(**params), data)
-    digest = hashlib.sha256(b"".join(w.tobytes() for w in r.weights)).hexdigest()
-    print(name, digest, repr(r.epoch_accuracies))
+from test_determinism import fingerprints
+print("\\n".join(fingerprints(learnable_data(1000, 300)).values()))
 """
 
 
 def fingerprints(data):
+    """{name: "name sha256-of-the-weights per-epoch-accuracies"} of every run of CONFIGS on `data`."""
     from dreamflow_utils.train import train
     out = {}
     for name, config in CONFIGS.items():
@@ -50,7 +46,7 @@ def test_a_run_in_another_process_is_bit_identical():
         here = fingerprints(learnable_data(1000, 300))
     finally:
         numba.set_num_threads(threads)
-    script = SCRIPT.format(tests=str(Path(__file__).parent), params={k: c.to_dict() for k, c in CONFIGS.items()})
+    script = SCRIPT.format(tests=str(Path(__file__).parent))
     env = os.environ | {"NUMBA_NUM_THREADS": "3"}  # 3 threads there, 1 here
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True,
                          env=env)
