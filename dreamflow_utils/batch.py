@@ -128,7 +128,7 @@ def _start_client(jobs, scheduler, retries):
             raise CliError(f"--scheduler {scheduler}: cannot connect ({type(e).__name__}: {e})") from None
     import numba
 
-    from .engines.kernels import share_cores
+    from .engines import share_cores
 
     # the workers (and the kernels they start) get what share_cores sets for the processes it
     # starts (NUMBA_NUM_THREADS); this process keeps its own environment and threads
@@ -178,7 +178,7 @@ def run_batch(runs, runs_dir="runs", csv=None, jobs=1, scheduler=None, retries=1
     in run order and (csv given) rewrite the table of all records under runs_dir.
 
     scheduler=None: an embedded LocalCluster of `jobs` single-threaded worker processes, each
-    with its share of the cores (`kernels.share_cores`); else the address ("tcp://host:8786")
+    with its share of the cores (`engines.share_cores`); else the address ("tcp://host:8786")
     or scheduler file of an existing cluster. retries: how often a run is retried when its
     worker dies (embedded cluster; an external scheduler uses its own
     distributed.scheduler.allowed-failures) or the task raises; after that the run is

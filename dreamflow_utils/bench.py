@@ -12,18 +12,28 @@ Then full runs of the models side by side (training with per-epoch test evaluati
 `--models` interleaved rounds; e.g. the weight-shared model against the faithful one at the
 same N2), and with `--full` complete 10-epoch runs of the log's four experiments.
 Writes results/benchmark/benchmark.md, benchmark.csv and benchmark_models.csv.
+
+``--check``: the speed guard CI runs: the numpy engine against the literal reference on the same
+batches of block C_s=100, in one process (a ratio survives a noisy machine); exit status 1 when
+numpy is less than ``--floor`` times faster. ``--threads``: how the engine's threads should wait
+and how many it should use, measured alone and beside a busy process, each setting in its own
+process, and the log's four experiments alone and in a ``--jobs 2`` batch: results/benchmark/threads.md.
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
+import os
 import platform
+import subprocess
 import sys
 import time
 import tracemalloc
 from pathlib import Path
 
 import numba
+import numpy as np
 from threadpoolctl import threadpool_info
 
 from .cli import ArgumentParser, CliError, nonnegative_int, positive_int, run_cli
@@ -157,6 +167,134 @@ def models_markdown(rows, repeats: int) -> list[str]:
     return lines
 
 
+CHECK_EXPERIMENT = "block_Cs100_N2100"  # the reference's slowest, the engine's biggest lead
+CHECK_FLOOR = 100.0
+
+
+def speed_check(x, y, batches: int = 3, rounds: int = 3, repeat: int = 20) -> dict:
+    """ms per batch of the reference and the numpy engine on the same `batches` batches of
+    CHECK_EXPERIMENT (numpy: those batches `repeat` times per call), best of `rounds` interleaved rounds."""
+    config = LOG_EXPERIMENTS[CHECK_EXPERIMENT][0]
+    ref, fast = build(config, {"engine": "reference"}), build(config)
+    n = batches * config.B
+    xs, ys = x[:n], y[:n]
+    xr, yr = np.tile(xs, (repeat, 1)), np.tile(ys, repeat)
+    timed(fast, xr, yr, batches)  # compilation
+    best_ref = best_fast = float("inf")
+    for _ in range(rounds):
+        best_ref = min(best_ref, timed(ref, xs, ys, batches))
+        best_fast = min(best_fast, timed(fast, xr, yr, batches * repeat))
+    return {"experiment": CHECK_EXPERIMENT, "batches": batches, "reference ms": best_ref, "numpy ms": best_fast,
+            "ratio": best_ref / best_fast, "numba threads": numba.get_num_threads()}
+
+
+# ---------------------------------------------------------------------------- threads
+THREAD_SETTINGS = {  # name -> (environment, adapt the thread count to the free cores as train() does)
+    "OMP_WAIT_POLICY=PASSIVE, 2 threads": ({"OMP_WAIT_POLICY": "PASSIVE"}, False),
+    "libgomp's default wait (GOMP_SPINCOUNT=300000), 2 threads": ({"GOMP_SPINCOUNT": "300000"}, False),
+    "OMP_WAIT_POLICY=ACTIVE (spins until work comes), 2 threads": ({"OMP_WAIT_POLICY": "ACTIVE"}, False),
+    "GOMP_SPINCOUNT=10000, 2 threads": ({}, False),
+    "GOMP_SPINCOUNT=10000, threads = free cores (the package's default)": ({}, True),
+    "1 thread": ({"NUMBA_NUM_THREADS": "1"}, False),
+}
+_CHILD = """
+import json, sys, time
+from dreamflow_utils.bench import epoch_seconds
+print(json.dumps(epoch_seconds(*json.loads(sys.argv[1]))))
+"""
+
+
+def epoch_seconds(data_dir, experiment: str, epochs: int, adapt: bool) -> list[float]:
+    """Seconds of each of `epochs` training epochs of a log experiment (after a compiled warm-up batch)."""
+    from .engines import run_threads
+    (x, y), _ = load_mnist(data_dir)
+    engine = make_engine(LOG_EXPERIMENTS[experiment][0])
+    engine.train_batches(x[:100], y[:100])
+    out = []
+    with run_threads() as threads:
+        for _ in range(epochs):
+            if adapt:
+                threads.adapt()
+            else:
+                numba.set_num_threads(threads.cap)
+            t = time.perf_counter()
+            engine.train_batches(x, y)
+            out.append(round(time.perf_counter() - t, 3))
+    return out
+
+
+def _child_env(changes: dict) -> dict:
+    """This process's environment without its wait policy, plus `changes`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    return env | changes
+
+
+def thread_settings(data_dir, epochs: int = 3, experiment: str = CHECK_EXPERIMENT) -> list[dict]:
+    """Each THREAD_SETTINGS entry in a fresh process: epoch seconds alone, then beside a busy process."""
+    rows = []
+    for name, (changes, adapt) in THREAD_SETTINGS.items():
+        env = _child_env(changes)
+        row = {"setting": name}
+        for load in ("alone", "beside a busy process"):
+            hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load != "alone" else None
+            try:
+                time.sleep(0.5 if hog else 0)
+                out = subprocess.run([sys.executable, "-c", _CHILD, json.dumps([data_dir, experiment, epochs, adapt])],
+                                     env=env, capture_output=True, text=True, check=True, timeout=1200)
+            finally:
+                if hog:
+                    hog.kill()
+                    hog.wait()
+            row[load] = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def batch_seconds(jobs: int, seeds=(0,)) -> list[dict]:
+    """The log's four experiments (full runs) through the batch with `jobs` workers: per-run training seconds."""
+    import tempfile
+
+    from .batch import run_batch
+    from .runs import CallRun
+    runs = [CallRun("bench", f"{name} seed {seed} jobs {jobs}", "dreamflow_utils.bench:timed_run",
+                    {"experiment": name, "seed": seed}) for name in LOG_EXPERIMENTS for seed in seeds]
+    with tempfile.TemporaryDirectory() as folder:
+        records = run_batch(runs, folder, jobs=jobs, progress=False)
+    return [{"experiment": r["experiment"], "jobs": jobs, "seconds": r["train_seconds"], "threads": r["threads"],
+             "load": r["load"]} for r in records]
+
+
+def timed_run(experiment: str, seed: int = 0) -> dict:
+    """One full run of a log experiment (a batch worker's function): its training seconds, threads and load."""
+    r = train(LOG_EXPERIMENTS[experiment][0].replace(seed=seed))
+    return {"experiment": experiment, "train_seconds": round(sum(r.epoch_seconds), 2),
+            "test_accuracy": r.test_accuracy, "threads": r.threads, "load": r.load}
+
+
+def threads_markdown(settings: list[dict], batches: dict[int, list[dict]], epochs: int) -> str:
+    lines = ["# Threads: how the compiled engines wait and how many threads they use", "",
+             f"{platform.machine()}, {os.cpu_count()} cores, numba {numba.__version__} "
+             f"({numba.threading_layer()} layer). Seconds per training epoch of {CHECK_EXPERIMENT} (60,000 samples), "
+             f"{epochs} epochs per setting, each setting in a fresh process; 'beside a busy process': while "
+             "another process keeps one core busy (as the other worker of a batch does).", "",
+             "| setting | alone: s per epoch | beside a busy process: s per epoch |", "|---|---|---|"]
+    for r in settings:
+        lines.append(f"| {r['setting']} | {', '.join(f'{v:.2f}' for v in r['alone'])} | "
+                     f"{', '.join(f'{v:.2f}' for v in r['beside a busy process'])} |")
+    alone = {r["experiment"]: r for r in batches.get(1, [])}
+    lines += ["", "The log's four experiments, full runs (10 epochs, seed 0), training seconds per run: one at a "
+              "time (`--jobs 1`) and two at a time (`--jobs 2`, each worker cores // 2 threads):", "",
+              "| experiment | jobs 1: seconds | threads | jobs 2: seconds | threads | jobs 2 / jobs 1 |",
+              "|---|---:|---|---:|---|---:|"]
+    for r in batches.get(2, []):
+        a = alone.get(r["experiment"])
+        if a:
+            lines.append(f"| {r['experiment']} | {a['seconds']:.2f} | {a['threads']['numba']} | {r['seconds']:.2f} | "
+                         f"{r['threads']['numba']} | {r['seconds'] / a['seconds']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
 @run_cli
 def main(argv=None):
     p = ArgumentParser(prog="python -m dreamflow_utils.bench", description=__doc__.splitlines()[0])
@@ -167,13 +305,36 @@ def main(argv=None):
     p.add_argument("--full", action="store_true", help="also time full 10-epoch runs of all four experiments")
     p.add_argument("--models", default="3", help="rounds of the full model runs (0: skip; default 3)")
     p.add_argument("--out", default="results/benchmark/benchmark.md")
+    p.add_argument("--check", action="store_true", help="only the speed guard: numpy vs reference, exit 1 below --floor")
+    p.add_argument("--floor", default=str(CHECK_FLOOR), help=f"--check: least speed-up (default {CHECK_FLOOR:.0f})")
+    p.add_argument("--threads", action="store_true",
+                   help="only the thread measurements: results/benchmark/threads.md (about 10 minutes)")
     args = p.parse_args(argv)
     n_batches, repeats = positive_int(args.batches, "--batches"), positive_int(args.repeats, "--repeats")
     model_rounds = nonnegative_int(args.models, "--models")
     try:
+        floor = float(args.floor)
+    except ValueError:
+        raise CliError(f"--floor must be a number, got {args.floor!r}") from None
+    try:
         (x, y), test = load_mnist(args.data)
     except (MnistNotFound, MnistFormatError) as e:
         raise CliError(str(e).splitlines()[0]) from None
+    if args.check:
+        r = speed_check(x, y)
+        ok = r["ratio"] >= floor
+        print(f"speed check ({r['experiment']}, the same {r['batches']} MNIST batches, one process, numba on "
+              f"{r['numba threads']} threads): reference {r['reference ms']:.1f} ms/batch, numpy engine "
+              f"{r['numpy ms']:.2f} ms/batch: {r['ratio']:.0f}x, floor {floor:.0f}x: {'ok' if ok else 'FAILED'}")
+        return 0 if ok else 1
+    if args.threads:
+        data_dir = str(args.data) if args.data else None
+        settings = thread_settings(data_dir)
+        batches = {jobs: batch_seconds(jobs) for jobs in (1, 2)}
+        out = Path(args.out).with_name("threads.md")
+        atomic_write(out, threads_markdown(settings, batches, 3))
+        print(out.read_text())
+        return 0
     if n_batches * 100 > len(x):
         raise CliError(f"--batches: {n_batches} batches of 100 exceed the {len(x)} training images")
     variants = {k: v for k, v in VARIANTS.items() if not (args.no_tf and v[0].get("engine"))}

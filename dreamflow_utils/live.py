@@ -13,11 +13,15 @@ with matplotlib Agg, so the view also works headless (tests, papermill): there i
 simply updates widget state nobody looks at.  When the last epoch is drawn, a static
 copy of the images is *not* emitted automatically; use ``plots.save_figure`` +
 ``plots.show_png`` for figures that must survive in a saved notebook.
+
+Where no one watches (a batch run: $DREAMFLOW_HEADLESS=1, set by the batch for its notebook
+kernels) the view keeps its header and accuracies but draws nothing.
 """
 from __future__ import annotations
 
 import html
 import math
+import os
 import time
 import warnings
 from typing import Any
@@ -26,7 +30,14 @@ import numpy as np
 
 from . import plots
 
-__all__ = ["LiveView"]
+__all__ = ["LiveView", "HEADLESS_ENV", "headless"]
+
+HEADLESS_ENV = "DREAMFLOW_HEADLESS"
+
+
+def headless() -> bool:
+    """True where no one watches the notebook ($DREAMFLOW_HEADLESS=1: the batch's kernels)."""
+    return os.environ.get(HEADLESS_ENV, "") == "1"
 
 
 def _get_w1(weights: Any) -> np.ndarray:
@@ -57,6 +68,7 @@ class LiveView:
     title : shown in the header and on the tapestry.
     max_width_px : the tapestry PNG is rendered at a dpi that keeps it at most this
         wide, which keeps an update cheap (well under 0.5 s for C_s=100, K=9).
+    draw : render the images after every epoch (default: unless `headless()`).
 
     Attributes
     ----------
@@ -68,7 +80,7 @@ class LiveView:
     """
 
     def __init__(self, C_s: int, n_epochs: int, log_accuracy: float | None = None,
-                 title: str = "", max_width_px: int = 1400):
+                 title: str = "", max_width_px: int = 1400, draw: bool | None = None):
         import ipywidgets as W
 
         if isinstance(C_s, bool) or not isinstance(C_s, (int, np.integer)) or C_s <= 0:
@@ -80,6 +92,7 @@ class LiveView:
         self.log_accuracy = None if log_accuracy is None else float(log_accuracy)
         self.title = str(title)
         self.max_width_px = int(max_width_px)
+        self.draw = not headless() if draw is None else bool(draw)
         self.epoch = 0
         self.accuracies: list[float] = []
         self.weights: Any = None
@@ -117,6 +130,9 @@ class LiveView:
         self.weights = weights
         acc = float("nan") if accuracy is None else float(accuracy)
         self.accuracies.append(acc)
+        if not self.draw:
+            self._update_header()
+            return
         try:
             self.tapestry_image.value = self.render_tapestry(_get_w1(weights))
             self.curve_image.value = self.render_curve()

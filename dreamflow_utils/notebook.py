@@ -458,16 +458,21 @@ def check_notebook(path, max_bytes: int = 2_000_000) -> list[str]:
     return problems
 
 
-def render(notebooks, force: bool = False, out_dir=None, jobs: int = 1, timeout: float | None = None) -> int:
+def render(notebooks, force: bool = False, out_dir=None, jobs: int = 1, timeout: float | None = None,
+           parameters: dict | None = None) -> int:
     """Execute notebooks (in place, or into `out_dir`) with papermill and `clean` them.
 
     In place and in full mode, a notebook whose ``metadata.dreamflow`` says it was
     rendered in full mode from its current sources is skipped unless `force`. Each
-    notebook runs with its own folder as working directory. Returns the number of failures.
+    notebook runs with its own folder as working directory, headless (no live drawing: the
+    saved notebook keeps only the live view's text), with `parameters`. Returns the number of failures.
     """
     import nbformat
     import papermill as pm
     from concurrent.futures import ThreadPoolExecutor
+
+    from .live import HEADLESS_ENV
+    from .runs import kernel_manager
 
     quick = quick_mode()
     mode = "quick" if quick else "full"
@@ -484,9 +489,10 @@ def render(notebooks, force: bool = False, out_dir=None, jobs: int = 1, timeout:
         tmp = target.parent / f".{target.stem}.rendering.ipynb"
         t0 = time.time()
         try:
-            pm.execute_notebook(str(nb_path), str(tmp), progress_bar=False, log_output=False,
-                                execution_timeout=timeout,
-                                resources={"metadata": {"path": str(nb_path.parent.resolve())}})
+            pm.execute_notebook(str(nb_path), str(tmp), parameters=parameters or {}, progress_bar=False,
+                                log_output=False, execution_timeout=timeout,
+                                resources={"metadata": {"path": str(nb_path.parent.resolve())}},
+                                kernel_manager_class=kernel_manager({HEADLESS_ENV: "1"}))
         except Exception as e:
             failed = repo_root() / "runs" / "render-failed" / target.name  # not next to the notebooks
             failed.parent.mkdir(parents=True, exist_ok=True)
@@ -521,6 +527,8 @@ def main(argv=None) -> int:
     r.add_argument("--force", action="store_true", help="also re-render notebooks that are up to date")
     r.add_argument("--out-dir", default=None, help="write executed copies here instead of in place")
     r.add_argument("--jobs", type=int, default=1)
+    r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a parameter of the notebooks (a string)")
     c = sub.add_parser("clean", help="widget state -> text, drop execution metadata")
     c.add_argument("notebooks", nargs="+")
     k = sub.add_parser("check", help="report widget state, absolute paths, size > 2 MB")
@@ -535,7 +543,8 @@ def main(argv=None) -> int:
         print(f"MNIST found: {len(data[0][0])} train / {len(data[1][0])} test images")
         return 0
     if args.cmd == "render":
-        return 1 if render(args.notebooks, args.force, args.out_dir, args.jobs) else 0
+        from .cli import parse_pairs
+        return 1 if render(args.notebooks, args.force, args.out_dir, args.jobs, parameters=parse_pairs(args.param)) else 0
     problems = []
     for nb in args.notebooks:
         problems += clean_notebook(nb) if args.cmd == "clean" else check_notebook(nb)

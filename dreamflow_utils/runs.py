@@ -166,13 +166,15 @@ def _clean_stale_tmp():
             continue
 
 
-def _kernel_manager(extra_env: dict):
+def kernel_manager(extra_env: dict):
     """An AsyncKernelManager class whose kernels get `extra_env` on top of this process's env."""
     from jupyter_client import AsyncKernelManager
 
     class EnvKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw):
             kw["env"] = {**os.environ, **(kw.get("env") or {}), **extra_env}
+            # the kernel's own log (e.g. that it talks over TCP on localhost) is nothing to act on
+            kw["extra_arguments"] = [*kw.get("extra_arguments", []), "--IPKernelApp.log_level=ERROR"]
             return await super().start_kernel(**kw)
 
     return EnvKernelManager
@@ -285,14 +287,15 @@ class NotebookRun:
                 declared = pm.inspect_notebook(str(src))
                 params = {**self.params, **({"record_path": str(result_path)} if "record_path" in declared else {})}
                 cwd = self._kernel_cwd()
-                env = {"DREAMFLOW_QUICK": "1" if self.quick else "0"}
+                from .live import HEADLESS_ENV
+                env = {"DREAMFLOW_QUICK": "1" if self.quick else "0", HEADLESS_ENV: "1"}  # no one watches
                 # kernel cwd via nbclient's resources: papermill's own `cwd` does a process-wide chdir
                 pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=self.kernel_name,
                                     resources={"metadata": {"path": str(cwd)}}, progress_bar=False,
                                     log_output=False, request_save_on_cell_execute=False,
                                     # the outputs are in: kill the kernel rather than wait ~1.5 s
                                     # for it to wind down (a notebook's files are closed in its cells)
-                                    shutdown_kernel="immediate", kernel_manager_class=_kernel_manager(env))
+                                    shutdown_kernel="immediate", kernel_manager_class=kernel_manager(env))
                 if "record_path" in params:
                     if not result_path.exists():
                         raise RuntimeError("notebook finished without writing its results to record_path")

@@ -43,7 +43,8 @@ from .runs import Outcome, _check_relative, _jsonable, _now
 __all__ = ["StoreError", "RunLock", "collect", "done", "load_record", "record_path"]
 
 CSV_HEAD = ["notebook", "run_id", "seed", "quick", "test_accuracy", "seconds", "status", "error"]
-CSV_TAIL = ["epoch_accuracies", "wall_seconds", "started", "finished", "output_notebook"]
+CSV_TAIL = ["epoch_accuracies", "wall_seconds", "jobs", "running_others", "numba_threads", "started", "finished",
+            "output_notebook"]  # jobs, running_others: the load the seconds were measured under
 CALL_HEAD = ["group", "name", "func"]  # first columns when the runs dir holds function runs
 SUPERSEDED = "superseded"
 
@@ -292,8 +293,11 @@ def _table(records) -> str:
         quick = r.get("quick")
         if quick is None:
             quick = (r.get("identity") or {}).get("quick")
+        load, threads = r.get("load") or {}, r.get("threads") or {}
         row = {**(r.get("params") or {}), **r, "epoch_accuracies": epochs,
-               "quick": "" if quick is None else int(bool(quick))}
+               "quick": "" if quick is None else int(bool(quick)), "jobs": load.get("jobs", ""),
+               "running_others": load.get("running_others", ""),
+               "numba_threads": ";".join(map(str, threads.get("numba", [])))}
         writer.writerow(row)
     return buf.getvalue()
 

@@ -7,6 +7,7 @@ import json
 import platform
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -15,7 +16,7 @@ import numpy as np
 
 from .config import Config
 from .data import load_dataset, validate_data, validate_split
-from .engines import make_engine
+from .engines import make_engine, run_threads, machine_load
 from .files import atomic_write
 from .geometry import shift_images
 from .model import Weights, check_weights, init_weights, save_weights
@@ -42,13 +43,15 @@ class TrainResult:
     seconds: float  # wall time of the whole run, evaluations included
     predictions: np.ndarray = field(repr=False)  # final test predictions
     started: str = ""
+    load: dict = field(default_factory=dict)  # what the machine was doing at the start (`engines.machine_load`)
+    threads: dict = field(default_factory=dict)  # numba threads per epoch (as used), BLAS threads
 
     def record(self) -> dict:
         """Everything about the run except the weights, JSON-ready."""
         return {"config": self.config.to_dict(), "seed": self.config.seed, "dataset": self.config.dataset,
                 "test_accuracy": self.test_accuracy, "epoch_accuracies": self.epoch_accuracies,
-                "epoch_seconds": self.epoch_seconds, "seconds": self.seconds,
-                "started": self.started, "versions": versions(self.config.engine)}
+                "epoch_seconds": self.epoch_seconds, "seconds": self.seconds, "started": self.started,
+                "load": self.load, "threads": self.threads, "versions": versions(self.config.engine)}
 
     def save_record(self, path) -> Path:
         return write_json_atomic(path, self.record())
@@ -74,6 +77,13 @@ def train(config: Config, data=None, callback: Callback | None = None, progress:
     if config.T_s > len(train_x):
         raise ValueError(f"T_s={config.T_s} exceeds the {len(train_x)} training samples available")
     initial = init_weights(config) if weights is None else check_weights(config, weights, "initial weights")
+    with run_threads() as threads:
+        return _train(config, train_x, train_y, test_x, test_y, callback, progress, weights is not None, initial,
+                      threads)
+
+
+def _train(config, train_x, train_y, test_x, test_y, callback, progress, given, initial, threads) -> TrainResult:
+    load = machine_load()
     started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
     engine = make_engine(config, initial)
     x, y = train_x[:config.T_s], train_y[:config.T_s]
@@ -82,6 +92,7 @@ def train(config: Config, data=None, callback: Callback | None = None, progress:
     chunk = max(1, n_batches // 20) if progress else n_batches
     accuracies, epoch_seconds, xi, last_finite = [], [], config.xi, initial
     for epoch in range(1, config.Nep + 1):
+        threads.adapt()
         bar = _progress_bar(n_batches, f"epoch {epoch}/{config.Nep}") if progress else None
         t = time.perf_counter()
         xe, ye = x, y
@@ -100,7 +111,7 @@ def train(config: Config, data=None, callback: Callback | None = None, progress:
             engine.set_xi(xi)
         epoch_seconds.append(time.perf_counter() - t)
         current = engine.weights()
-        _check_finite(current, epoch, last_finite, config, weights is not None)
+        _check_finite(current, epoch, last_finite, config, given)
         last_finite = current
         if epoch % config.eval_every == 0 or epoch == config.Nep:
             predictions = engine.predict(test_x)
@@ -114,7 +125,7 @@ def train(config: Config, data=None, callback: Callback | None = None, progress:
         if callback is not None:
             callback(epoch, current, accuracies[-1])
     return TrainResult(config, last_finite, accuracies[-1], accuracies, epoch_seconds,
-                       time.perf_counter() - t0, predictions, started)
+                       time.perf_counter() - t0, predictions, started, load, threads.record())
 
 
 def _check_finite(weights: Weights, epoch: int, last_finite: Weights, config: Config, given: bool):
@@ -130,7 +141,8 @@ def _check_finite(weights: Weights, epoch: int, last_finite: Weights, config: Co
 def evaluate(config: Config, weights: Weights, x, y) -> float:
     """Test accuracy of `weights` on (x, y) (checked as `train` checks its data), with the model's read-out."""
     x, y = validate_split(x, y, "test")
-    return float(np.mean(make_engine(config, weights).predict(x) == y))
+    with run_threads():
+        return float(np.mean(make_engine(config, weights).predict(x) == y))
 
 
 def _progress_bar(total, desc):
@@ -139,15 +151,42 @@ def _progress_bar(total, desc):
 
 
 def versions(engine: str = "numpy") -> dict:
+    """The versions a record's numbers depend on: this package and its code commit, Python, numpy,
+    numba, the BLAS library (its build and the CPU kernel it chose), the platform (and TensorFlow)."""
     import numba
 
     from . import __version__
-    out = {"dreamflow_utils": __version__, "python": platform.python_version(),
-           "numpy": np.__version__, "numba": numba.__version__, "platform": platform.platform()}
+    out = {"dreamflow_utils": __version__, "commit": code_commit(), "python": platform.python_version(),
+           "numpy": np.__version__, "numba": numba.__version__, "blas": _blas(), "platform": platform.platform()}
     if engine == "tensorflow":
         import tensorflow as tf
         out["tensorflow"] = tf.__version__
     return out
+
+
+@lru_cache(maxsize=1)
+def _blas() -> str:
+    from threadpoolctl import threadpool_info
+    return ", ".join(sorted({f"{i['internal_api']} {i.get('version', '')} ({i.get('architecture', '?')})"
+                             for i in threadpool_info() if i["user_api"] == "blas"})) or "unknown"
+
+
+@lru_cache(maxsize=1)
+def code_commit() -> str | None:
+    """The git commit of this package's code ("<sha>+changes" when its files differ from it), or None
+    outside a git checkout."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha.stdout.strip() + ("+changes" if dirty else "")
 
 
 def write_json_atomic(path, obj) -> Path:

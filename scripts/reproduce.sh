@@ -3,7 +3,8 @@
 #
 #   scripts/reproduce.sh            # or: SEEDS=0-9 JOBS=1 scripts/reproduce.sh
 #
-# 1. creates .venv and installs the package (pip install -e ".[dev]") if needed;
+# 1. creates .venv and installs the package (pip install -e .; TensorFlow is the extra ".[tensorflow]")
+#    if needed;
 # 2. reads DREAMFLOW_QUICK exactly as Python does (dreamflow_utils.notebook.quick_mode:
 #    1/true/yes/on = quick, unset/0/false/no/off = full; anything else: exit 2, nothing done);
 # 3. checks that MNIST is reachable ($DREAMFLOW_MNIST, default ../shared/data/mnist if it
@@ -27,16 +28,21 @@ SEEDS=${SEEDS:-0-4}
 JOBS=${JOBS:-2}
 PY=${PY:-.venv/bin/python}
 
+quietly() {  # run a command; show its output only when it fails
+    local log; log=$(mktemp)
+    if ! "$@" >"$log" 2>&1; then cat "$log" >&2; rm -f "$log"; return 1; fi
+    rm -f "$log"
+}
+
 if [ ! -x "$PY" ]; then
-    echo "== creating .venv and installing dreamflow_utils"
+    echo "== creating .venv and installing dreamflow_utils (pip's log is shown only if it fails)"
     python3 -m venv .venv
     PY=.venv/bin/python
-    "$PY" -m pip install --upgrade pip >/dev/null
-    "$PY" -m pip install -e ".[dev]"
+    quietly "$PY" -m pip install -e .
 elif ! "$PY" -c "import importlib.util as u, sys
-sys.exit(any(u.find_spec(m) is None for m in ('dreamflow_utils', 'papermill', 'nbval', 'distributed')))"; then
+sys.exit(any(u.find_spec(m) is None for m in ('dreamflow_utils', 'papermill', 'distributed')))"; then
     echo "== installing dreamflow_utils into .venv"
-    "$PY" -m pip install -e ".[dev]"
+    quietly "$PY" -m pip install -e .
 fi
 
 # quick or full, decided by Python's own parser: no second opinion in bash
@@ -96,8 +102,8 @@ echo "== rendering notebooks 01-04 (seed 0) with their figures"
 
 echo "== rendering the summary"
 if [ "$QUICK" = 1 ]; then
-    "$PY" -m papermill notebooks/05_summary.ipynb runs/quick/notebooks/05_summary.ipynb \
-        --cwd notebooks -p csv_path "$(pwd)/$CSV" --no-progress-bar --log-level WARNING
+    "$PY" -m dreamflow_utils.notebook render --out-dir runs/quick/notebooks --force -p csv_path="$(pwd)/$CSV" \
+        notebooks/05_summary.ipynb
 else
     "$PY" -m dreamflow_utils.notebook render --force notebooks/05_summary.ipynb
 fi

@@ -563,7 +563,7 @@ def test_separate_scheduler_and_worker(nbs):
         proc = cli(str(nbs / "toy.ipynb"), "--seeds", "0-1", "--scheduler", address, "--runs-dir", "runs", cwd=nbs)
         out, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, err
-        assert "2/2 ok" in out and f"dask dashboard: http://127.0.0.1:" in out
+        assert "2/2 ok" in out and "dask dashboard: http://127.0.0.1:" in out
         assert executions(nbs) == ["0 1.0", "1 1.0"]
         assert [r["status"] for r in read_csv(nbs / "runs" / "runs.csv")] == ["ok", "ok"]
 

@@ -8,7 +8,7 @@ import pytest
 
 from dreamflow_utils import Config, init_weights
 from dreamflow_utils.engines import REGISTRY, Engine, make_engine
-from dreamflow_utils.engines.kernels import share_cores
+from dreamflow_utils.engines import share_cores
 from dreamflow_utils.geometry import patch_indices
 from helpers import synthetic_data
 

@@ -122,8 +122,14 @@ def test_reproduction_tables():
     s = R.summarize(recs)
     assert s["excluded"] == {"not a log experiment": 2, "quick mode": 1}
     md = R.summary_markdown(recs)
-    assert "| block_Cs10_N2100 | 68.18% | 69.00% ± 1.41 (2) | +0.82 | 68.00, 70.00 | 10.5 ± 0.7 s | 450 s | 43× |" in md
+    assert "| block_Cs10_N2100 | 68.18% | 69.00% ± 1.41 (2) | +0.82 | 68.00, 70.00 | 10.5 ± 0.7 s (load not recorded) " \
+           "| 450 s | 43× (load not recorded) |" in md
     assert "| block_Cs10_N2100 | +0.50 ± 0.71 (2) | +1.00, +0.00 |" in md
+    # seconds measured alone are the model's; runs measured under load are never mixed in, and say so
+    recs[0]["load"], recs[1]["load"] = {"jobs": 1, "running_others": 0}, {"jobs": 2, "running_others": 1}
+    assert "| 11.0 s (alone: 1 of 2 runs) | 450 s | 41× (alone: 1 of 2 runs) |" in R.summary_markdown(recs)
+    recs[0]["load"] = {"jobs": 2, "running_others": 0}
+    assert "10.5 ± 0.7 s (under load: 2 runs at a time) |" in R.summary_markdown(recs)
 
 
 def test_log_experiments_are_the_logs():

@@ -12,24 +12,12 @@ too large for float64) propagates as IEEE arithmetic says, the same in every eng
 
 Parallel loops (`prange`) only split work whose pieces write disjoint outputs (clusters,
 layer-2 units, the w2/w3 update beside the w1 update), so results do not depend on the
-thread count (numba's default: one per core; `NUMBA_NUM_THREADS` sets it).
+thread count (`threads` chooses it).
 """
 from __future__ import annotations
 
-import os
-
-import numba
 import numpy as np
 from numba import njit, prange
-
-
-def share_cores(jobs: int) -> int:
-    """Give each of `jobs` runs side by side its share of the cores: sets the thread count of
-    this process's parallel loops and (NUMBA_NUM_THREADS) of the processes it starts."""
-    n = max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // max(1, jobs)))
-    os.environ["NUMBA_NUM_THREADS"] = str(n)
-    numba.set_num_threads(n)
-    return n
 
 
 # no fast-math: a NaN or inf propagates as IEEE says (train checks the weights); error_model="numpy"

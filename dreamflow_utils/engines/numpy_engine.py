@@ -11,7 +11,7 @@
   O(N1 + N2 + 784) numbers.
 - Parallel over the cores where the pieces are independent (clusters, layer-2 units, the
   w2/w3 update beside the w1 update), so the result does not depend on the thread count;
-  runs side by side share the cores (`kernels.share_cores`, used by `batch` and `reproduce`).
+  runs side by side share the cores (`threads`).
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@
   groups of samples (one per thread), the updates over disjoint outputs (winning columns,
   detectors) when a batch's update is large enough to pay for it. Every number is computed
   by one thread in a fixed order, so the result does not depend on the thread count
-  (`kernels.share_cores` sets it).
+  (`threads` chooses it).
 - Work arrays are allocated per `train_batches` call: the largest are (B, N1) twice,
   (B, N2) and (B, C_s, 81).
 """

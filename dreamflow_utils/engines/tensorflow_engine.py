@@ -56,7 +56,11 @@ def _tf():
     """Import TensorFlow on first use (only this module imports it)."""
     global _tf_module
     if _tf_module is None:
-        import tensorflow as tf
+        try:
+            import tensorflow as tf
+        except ImportError as e:
+            raise ImportError("engine='tensorflow' needs TensorFlow, an optional dependency: "
+                              "pip install -e '.[tensorflow]'") from e
         _tf_module = tf
     return _tf_module
 

@@ -70,11 +70,20 @@ def summarize(rows) -> dict:
         acc = [100 * float(r["test_accuracy"]) for r in runs]
         secs = [float(r["seconds"]) for r in runs]
         mean, sd = _stats(acc)
-        s_mean, s_sd = _stats(secs)
+        timed = tables.timed([_timed(r) for r in runs])
+        (s_mean, s_sd), load = timed if timed else ((math.nan, math.nan), "")
         out.append(dict(name=name, log_accuracy=100 * log_acc, log_seconds=config.Nep * log_epoch_s,
                         n=len(acc), accuracies=acc, mean=mean, sd=sd, seconds=secs,
-                        seconds_mean=s_mean, seconds_sd=s_sd, seeds=[int(r["seed"]) for r in runs]))
+                        seconds_mean=s_mean, seconds_sd=s_sd, seconds_load=load, seeds=[int(r["seed"]) for r in runs]))
     return {"experiments": out, "excluded": excluded}
+
+
+def _timed(row) -> dict:
+    """A record or CSV row as `tables.seconds_cell` reads it: seconds and the load they were measured under."""
+    load = row.get("load")
+    if not isinstance(load, dict) and str(row.get("jobs", "")).strip():
+        load = {"jobs": int(row["jobs"]), "running_others": int(row.get("running_others") or 0)}
+    return {"seconds": float(row["seconds"]), "load": load}
 
 
 def _num(x, fmt):
@@ -92,8 +101,8 @@ def log_table(summary: dict) -> str:
         lines.append(
             f"| {e['name']} | {e['log_accuracy']:.2f}% | {_num(e['mean'], '.2f')}% ± {_num(e['sd'], '.2f')} ({e['n']}) | "
             f"{_num(diff, '+.2f')} | {', '.join(f'{a:.2f}' for a in e['accuracies']) or '–'} | "
-            f"{_num(e['seconds_mean'], '.1f')} ± {_num(e['seconds_sd'], '.1f')} s | {e['log_seconds']} s | "
-            f"{_num(speed, '.0f')}× |")
+            f"{tables.fmt((e['seconds_mean'], e['seconds_sd']), 1, 1) if e['n'] else '–'} s{e['seconds_load']} | "
+            f"{e['log_seconds']} s | {_num(speed, '.0f')}×{e['seconds_load']} |")
     return "\n".join(lines)
 
 

@@ -44,3 +44,37 @@ def group_table(records, keys, columns, scale=None) -> str:
         rows.append(list(key) + [len(rs)] + [fmt(stats(r.get(c) for r in rs), *scale.get(c, (100, 2)))
                                              for c in columns])
     return markdown(list(keys) + ["n"] + list(columns.values()), rows)
+
+
+def measured_alone(record) -> bool | None:
+    """Were the record's seconds measured with the machine to itself (one run at a time, nothing else
+    runnable at its start)? None when the record does not say (made before loads were recorded)."""
+    load = record.get("load")
+    if not isinstance(load, dict):
+        return None
+    return load.get("jobs", 1) == 1 and not load.get("running_others")
+
+
+def timed(records, key: str = "seconds"):
+    """((mean, sd), note) of `key` over the runs measured alone, note "" (some runs under load: which share
+    was alone); with none alone over every run, the note says under what load (or that it was not
+    recorded). None without timed runs."""
+    records = [r for r in records if r.get(key) not in (None, "")]
+    if not records:
+        return None
+    alone = [r for r in records if measured_alone(r)]
+    if alone:
+        note = "" if len(alone) == len(records) else f" (alone: {len(alone)} of {len(records)} runs)"
+        return stats(float(r[key]) for r in alone), note
+    known = [r for r in records if measured_alone(r) is not None]
+    if not known:
+        return stats(float(r[key]) for r in records), " (load not recorded)"
+    jobs = sorted({r["load"].get("jobs", 1) for r in known})
+    busy = "other processes busy" if jobs == [1] else f"{'/'.join(map(str, jobs))} runs at a time"
+    return stats(float(r[key]) for r in known), f" (under load: {busy})"
+
+
+def seconds_cell(records, key: str = "seconds", digits: int = 1) -> str:
+    """`timed` as a table cell: 'mean ± sd' of the runs measured alone, else with the load they ran under."""
+    t = timed(records, key)
+    return "" if t is None else fmt(t[0], 1, digits) + t[1]
