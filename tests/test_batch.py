@@ -435,6 +435,31 @@ def test_full_disk(cluster, nbs, monkeypatch, capsys):
     assert B.main(args) == 0  # space again: the run is done now
     assert [p.name for p in record_files(out / "toy")] == ["toy__seed=0__quick.json"]
 
+def test_a_record_that_cannot_be_written_takes_back_the_runs_files(tmp_path, monkeypatch):
+    """The record is written last: when it cannot be, the run's files written before it are removed
+    (their folders too), no temporary file stays, and the group's other runs are left alone."""
+    out = tmp_path / "runs"
+
+    def tree():
+        return {p.relative_to(out).as_posix(): p.read_bytes() if p.is_file() else None for p in out.rglob("*")}
+
+    other = R.CallRun("g", "other", "batch_funcs:with_files", {"x": 1})
+    S._store(other, R.Outcome({"status": "ok"}, {"other.notes.txt": b"x=1\n"}), out, other.identity)
+    before = tree()
+    assert set(before) == {"g", "g/other.json", "g/other.notes.txt"}
+    run = R.CallRun("g", "files 2", "batch_funcs:with_files", {"x": 2})
+    files = {"files_2.notes.txt": b"x=2\n", "files_2.arrays/a.bin": bytes(range(2)),
+             "files_2.figures/deep/b.png": b"png"}
+    monkeypatch.setattr(F, "os", NoSpace(limit=200))  # the files fit, the record (> 200 bytes) does not
+    with pytest.raises(S.StoreError, match=r"cannot write .*/g/files_2\.json: No space left on device"):
+        S._store(run, R.Outcome({"status": "ok"}, files), out, run.identity)
+    assert tree() == before
+    monkeypatch.undo()
+    record = S._store(run, R.Outcome({"status": "ok"}, files), out, run.identity)  # space again: all stored
+    assert record["files"] == sorted(files) and S.done(run, out) == record
+    assert all((out / "g" / name).read_bytes() == data for name, data in files.items())
+
+
 # -----------------------------------------------------------------------------
 # notebooks (kernels)
 

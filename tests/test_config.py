@@ -1,11 +1,12 @@
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 
 from dreamflow_utils import Config
-from dreamflow_utils.config import check_memory, memory_estimate
+from dreamflow_utils.config import OPTIONS, check_memory, memory_estimate
 
 
 def test_defaults_are_the_logs():
@@ -56,6 +57,82 @@ def test_the_shared_model_is_a_config():
 def test_bad_values_name_the_parameter(changes, name):
     with pytest.raises(ValueError, match=name):
         Config(**changes)
+
+
+CLUSTERS = dict(layout="block")
+SHARED = dict(layer1="shared", layout="block")
+KROTOV = dict(layer1="krotov", layout=None, kh_epochs=1, Nep=2)
+NOT_HERE = [  # (layer, option, value, the whole message)
+    *[(CLUSTERS, name, value, f"{name} applies to layer1 'shared' only; layer1='clusters' needs {off}, got {got}")
+      for name, value, off, got in [("pool", 2, "pool=1", "2"), ("pool_mode", "sum", "pool_mode='max'", "'sum'"),
+                                    ("code", "onehot", "code='value'", "'onehot'")]],
+    (dict(), "pool", 2, "pool applies to layer1 'shared' only; layer1='clusters' needs pool=1, got 2"),
+    (KROTOV, "pool", 2, "pool applies to layer1 'shared' only; layer1='krotov' needs pool=1, got 2"),
+    (KROTOV, "pool_mode", "sum", "pool_mode applies to layer1 'shared' only; layer1='krotov' needs pool_mode='max', "
+                                 "got 'sum'"),
+    (KROTOV, "code", "onehot", "code applies to layer1 'shared' only; layer1='krotov' needs code='value', got 'onehot'"),
+    (CLUSTERS, "norm", True, "norm applies to layer1 'shared' and 'krotov' only; layer1='clusters' needs norm=False, "
+                             "got True"),
+    (CLUSTERS, "label_gain", 2.0, "label_gain applies to layer1 'shared' and 'krotov' only; layer1='clusters' needs "
+                                  "label_gain=1.0, got 2.0"),
+    (CLUSTERS, "unit_norm", True, "unit_norm applies to layer1 'shared' and 'krotov' only; layer1='clusters' needs "
+                                  "unit_norm=False, got True"),
+    *[(layer, name, value, f"{name} applies to layer1 'krotov' only; layer1={layer['layer1']!r} needs {off}, got {got}")
+      for layer in (dict(CLUSTERS, layer1="clusters"), SHARED)
+      for name, value, off, got in [("kh_epochs", 1, "kh_epochs=None", "1"), ("kh_p", 2.0, "kh_p=3.0", "2.0"),
+                                    ("kh_k", 3, "kh_k=7", "3"), ("kh_delta", 0.2, "kh_delta=0.4", "0.2"),
+                                    ("kh_eps0", 0.02, "kh_eps0=0.04", "0.02"), ("kh_n", 3.0, "kh_n=4.5", "3.0")]],
+    (CLUSTERS, "dtype", "float32", "dtype applies to engine='tensorflow' and layer1='krotov' only; engine='numpy' "
+                                   "with layer1='clusters' is float64"),
+    (dict(CLUSTERS, engine="reference"), "dtype", "float32", "dtype applies to engine='tensorflow' and "
+                                                             "layer1='krotov' only; engine='reference' with "
+                                                             "layer1='clusters' is float64"),
+    (SHARED, "dtype", "float32", "dtype applies to engine='tensorflow' and layer1='krotov' only; engine='numpy' "
+                                 "with layer1='shared' is float64"),
+    (CLUSTERS, "jit_compile", True, "jit_compile applies to engine='tensorflow' only; engine='numpy'"),
+    (KROTOV, "jit_compile", True, "jit_compile applies to engine='tensorflow' only; engine='numpy'"),
+    (CLUSTERS, "stride", 4, "stride applies to layout='stride' only; layout='block' has stride=None"),
+    (dict(), "stride", 4, "stride applies to layout='stride' only; layout='overlap' has stride=None"),
+    (KROTOV, "stride", 4, "stride applies to layout='stride' only; layout=None has stride=None"),
+    (SHARED, "wta", "log", "wta='log' (the log's quirk) applies to layer1='clusters' only; layer1='shared' competes "
+                           "inside each position (wta='cluster')"),
+    (KROTOV, "wta", "log", "wta='log' (the log's quirk) applies to layer1='clusters' only; layer1='krotov' competes "
+                           "inside each position (wta='cluster')"),
+]
+HERE = [  # (layer, option, value): the same options where they apply
+    *[(SHARED, name, value) for name, value in [("pool", 2), ("pool_mode", "sum"), ("code", "onehot"), ("norm", True),
+                                                ("label_gain", 2.0), ("unit_norm", True)]],
+    *[(KROTOV, name, value) for name, value in [("norm", True), ("label_gain", 2.0), ("unit_norm", True),
+                                                ("kh_epochs", 1), ("kh_p", 2.0), ("kh_k", 3), ("kh_delta", 0.2),
+                                                ("kh_eps0", 0.02), ("kh_n", 3.0), ("dtype", "float32")]],
+    (dict(CLUSTERS, engine="tensorflow"), "dtype", "float32"), (dict(CLUSTERS, engine="tensorflow"), "jit_compile", True),
+    (dict(layout="stride"), "stride", 4), (dict(SHARED, layout="stride"), "stride", 4),
+    (CLUSTERS, "wta", "log"), (CLUSTERS, "wta", "cluster"), (SHARED, "wta", "cluster"),
+]
+
+
+def case_id(layer, name):
+    c = {**dict(layer1="clusters", layout="overlap", engine="numpy"), **layer}
+    return f"{c['layer1']}-{c['layout']}-{c['engine']}-{name}"
+
+
+@pytest.mark.parametrize("layer,name,value,message", NOT_HERE, ids=[case_id(c[0], c[1]) for c in NOT_HERE])
+def test_an_option_is_refused_where_it_does_not_apply(layer, name, value, message):
+    """The whole message: it names the option, where it applies and the value that means "off"."""
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        Config(**{**layer, name: value})
+
+
+@pytest.mark.parametrize("layer,name,value", HERE, ids=[case_id(c[0], c[1]) for c in HERE])
+def test_an_option_is_taken_where_it_applies(layer, name, value):
+    assert getattr(Config(**{**layer, name: value}), name) == value
+
+
+def test_every_research_option_is_checked_where_it_does_not_apply():
+    refused = {(name, layer.get("layer1", "clusters")) for layer, name, _, _ in NOT_HERE}
+    for name, (layers, _) in OPTIONS.items():
+        assert {(name, layer) for layer in ("clusters", "shared", "krotov") if layer not in layers} <= refused, name
+    assert {"dtype", "jit_compile", "stride", "wta"} <= {name for name, _ in refused}
 
 
 def test_replace_and_dict_round_trip():

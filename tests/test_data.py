@@ -131,6 +131,29 @@ def test_fashion_path_and_env(tmp_path, arrays, monkeypatch):
     check_matches(D.load_fashion_mnist(), arrays)
 
 
+def test_each_dataset_name_loads_its_own_data(tmp_path, monkeypatch):
+    """"mnist" and "fashion" (by env var, through load_dataset and the studies' loader) each give
+    their own folder's data, parsed or from the cache."""
+    from dreamflow_utils import studies
+
+    mnist, fashion = make_arrays(seed=1), make_arrays(seed=2)  # same sizes: only the content tells them apart
+    monkeypatch.setenv("DREAMFLOW_MNIST", str(write_idx_dir(tmp_path / "mnist", mnist)))
+    monkeypatch.setenv("DREAMFLOW_FASHION_MNIST", str(write_idx_dir(tmp_path / "fashion", fashion)))
+    monkeypatch.setenv("DREAMFLOW_CACHE", str(tmp_path / "cache"))
+    studies._load.cache_clear()
+    try:
+        for _ in range(2):  # the first load parses and caches, the second reads the cache
+            for name, arrays in (("fashion", fashion), ("mnist", mnist)):
+                check_matches(D.load_dataset(name), arrays)
+                check_matches(studies.study_data(name), arrays)
+            studies._load.cache_clear()
+        assert len(list((tmp_path / "cache").iterdir())) == 2
+        check_matches(D.load_fashion_mnist(), fashion)
+        check_matches(D.load_mnist(), mnist)
+    finally:
+        studies._load.cache_clear()  # later tests must not see these data sets
+
+
 def test_fashion_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(D, "FASHION_DEBIAN_DIR", tmp_path / "nope")
     with pytest.raises(D.MnistNotFound, match="dataset-fashion-mnist"):

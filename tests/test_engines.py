@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dreamflow_utils import Config, init_weights
-from dreamflow_utils.engines import REGISTRY, Engine, make_engine
+from dreamflow_utils.engines import REGISTRY, Engine, make_engine, predict_vote
 from dreamflow_utils.engines import share_cores
 from dreamflow_utils.geometry import patch_indices
 from helpers import synthetic_data
@@ -176,3 +176,19 @@ def test_numpy_engine_refuses_what_its_kernels_cannot_check():
         e.train_batches(x, y[:19])
     with pytest.raises(ValueError, match="real numbers"):
         e.train_batches(x.astype(complex), y)
+
+
+def test_vote_counts_the_most_active_units():
+    """vote k: the k most active layer-2 units each add their class distribution w3[:, j] / sum(w3[:, j])."""
+    w3 = np.zeros((10, 6))
+    w3[2, 0] = 100.0  # unit 0: class 2, however large its weights
+    w3[4, 1] = w3[4, 2] = 1.0  # units 1 and 2: class 4
+    w3[8, 3:] = 5.0  # units 3 to 5: class 8
+    scores = np.array([[9.0, 8.0, 7.0, 0.0, 1.0, 2.0],
+                       [0.0, 1.0, 2.0, 9.0, 8.0, 7.0],
+                       [7.0, 0.1, 0.2, 0.3, 0.4, 0.5]])
+    assert predict_vote(scores, w3, 1).tolist() == [2, 8, 2]  # the winner's class (argmax s_j * w3[:, j])
+    assert predict_vote(scores, w3, 3).tolist() == [4, 8, 8]  # two votes beat one, whatever the weights' scale
+    assert predict_vote(scores, w3, 2).tolist() == [2, 8, 2]  # a tie of votes: the lower class
+    assert predict_vote(scores, w3, 6).tolist() == [8, 8, 8]  # every unit votes
+    assert predict_vote(scores, w3, 50).tolist() == [8, 8, 8]  # k beyond N2: every unit

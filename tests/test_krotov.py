@@ -73,6 +73,66 @@ def test_readout_is_the_dreamflow_rule():
     assert np.array_equal(got.w1, w.w1)
 
 
+def readout_phase(config, w):
+    """An engine whose layer 1 is done: its next batches train the read-out."""
+    e = make_engine(config, w)
+    e.batches = config.kh_epochs * (config.T_s // config.B)
+    return e
+
+
+def test_set_xi_sets_the_size_of_the_next_updates():
+    """The read-out's updates move each weight matrix by at most xi, exactly xi at its largest change."""
+    config = Config(**BASE)
+    (x, y), _ = DATA
+    e = readout_phase(config, init_weights(config))
+    for xi, batch in ((config.xi, slice(0, 20)), (0.002, slice(20, 40)), (0.03, slice(40, 60))):
+        if xi != config.xi:
+            e.set_xi(xi)
+        before = e.weights()
+        e.train_batches(x[batch], y[batch])
+        after = e.weights()
+        assert np.max(np.abs(after.w2 - before.w2)) == pytest.approx(xi, rel=1e-9)
+        assert np.max(np.abs(after.w3 - before.w3)) == pytest.approx(xi, rel=1e-9)
+
+
+def test_train_applies_the_xi_schedule_to_the_readout():
+    """xi_decay: xi halves after every epoch, the unsupervised ones included; one batch per epoch."""
+    config = Config(**{**BASE, "T_s": 20, "Nep": 4, "kh_epochs": 1}, xi=0.02, xi_decay=0.5)
+    seen = [init_weights(config)]
+    train(config, DATA, callback=lambda epoch, w, acc: seen.append(w))
+    assert np.array_equal(seen[1].w2, seen[0].w2)  # epoch 1 trains layer 1 only
+    for epoch, xi in ((2, 0.01), (3, 0.005), (4, 0.0025)):
+        assert np.max(np.abs(seen[epoch].w2 - seen[epoch - 1].w2)) == pytest.approx(xi, rel=1e-9)
+        assert np.max(np.abs(seen[epoch].w3 - seen[epoch - 1].w3)) == pytest.approx(xi, rel=1e-9)
+
+
+def test_unit_norm_rescales_each_updated_column():
+    """unit_norm: after the DreamFlow step, every winning unit's w2 column has length 1; the others stay."""
+    config = Config(**BASE, unit_norm=True, label_gain=2.0)
+    w = init_weights(config)
+    (x, y), _ = DATA
+    e = readout_phase(config, w)
+    e.train_batches(x[:20], y[:20])
+    # the same batch, densely: l2 winner only, dW = w * sum_b post (x) err, then winners' columns / their length
+    Sp = np.sign(w.w1.T) * np.abs(w.w1.T) ** 2
+    l1 = np.maximum(x[:20] @ Sp.T, 0) ** 2.0
+    l2_in = l1 @ w.w2 + 2.0 * w.w3[y[:20]]
+    won = np.unique(l2_in.argmax(1))
+    l2 = np.zeros_like(l2_in)
+    l2[np.arange(20), l2_in.argmax(1)] = l2_in.max(1)
+    pred = l2 @ w.w2.T
+    dw = w.w2 * np.einsum("bi,bj->ij", (l1 - pred) / np.where(pred > config.prec, pred, 1), l2)
+    expect = w.w2 + config.xi / np.abs(dw).max() * dw
+    expect[:, won] /= np.linalg.norm(expect[:, won], axis=0)
+    got = e.weights().w2
+    assert 0 < len(won) < config.N2
+    assert np.max(np.abs(got - expect)) <= 1e-9
+    np.testing.assert_allclose(np.linalg.norm(got[:, won], axis=0), 1.0, rtol=1e-12)
+    others = np.setdiff1d(np.arange(config.N2), won)
+    assert np.array_equal(got[:, others], w.w2[:, others])
+    assert np.all(np.abs(np.linalg.norm(w.w2[:, won], axis=0) - 1) > 0.1)  # not unit length before
+
+
 def test_train_runs_both_phases_and_float32():
     r = train(Config(**BASE, eval_every=3), DATA)
     assert r.epoch_accuracies[:2] == [None, None] and 0 <= r.epoch_accuracies[2] <= 1

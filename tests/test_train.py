@@ -6,7 +6,7 @@ import pytest
 from dreamflow_utils import Config, init_weights, load_weights, train
 from dreamflow_utils.engines import make_engine
 from dreamflow_utils.geometry import shift_images
-from helpers import synthetic_data
+from helpers import learnable_data, synthetic_data
 
 DATA = synthetic_data()
 SMALL = dict(layout="block", C_s=4, N2=12, B=20, T_s=400, Nep=3, seed=1)
@@ -105,3 +105,26 @@ def test_dataset_is_loaded_from_the_config(monkeypatch):
     monkeypatch.setattr(T, "load_dataset", lambda name: asked.append(name) or DATA)
     r = train(Config(**SMALL, dataset="fashion"))
     assert asked == ["fashion"] and r.record()["dataset"] == "fashion"
+
+
+def test_shuffled_labels_follow_their_images():
+    """shuffle: each epoch visits (image, label) pairs in a fresh order drawn from seed + 2."""
+    config = Config(**SMALL, shuffle=True)
+    r = train(config, DATA)
+    (x, y), (tx, ty) = DATA
+    e = make_engine(config, init_weights(config))
+    rng = np.random.default_rng(config.seed + 2)
+    for _ in range(config.Nep):
+        order = rng.permutation(config.T_s)
+        e.train_batches(x[:400][order], y[:400][order])
+    for a, b in zip(r.weights, e.weights()):
+        assert np.array_equal(a, b)
+    assert r.test_accuracy == np.mean(e.predict(tx) == ty)
+    assert not np.array_equal(r.weights.w2, train(Config(**SMALL), DATA).weights.w2)  # the order matters
+
+
+def test_a_shuffled_model_still_learns():
+    """With labels that follow their images, shuffling keeps the learnable task learnable."""
+    data = learnable_data(n_train=1000, n_test=300)
+    r = train(Config(layout="block", C_s=5, N2=30, T_s=1000, B=20, xi=0.1, Nep=2, seed=3, shuffle=True), data)
+    assert r.test_accuracy >= 0.9, r.test_accuracy
