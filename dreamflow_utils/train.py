@@ -24,6 +24,11 @@ from .model import Weights, check_weights, init_weights, save_weights
 Callback = Callable[[int, Weights, float], None]
 
 
+class StopTraining(Exception):
+    """Raised by a `train` callback to end the run after the epoch it was called for: `train`
+    returns the result of the epochs done, as if `Nep` had been that epoch."""
+
+
 class TrainingDiverged(RuntimeError):
     """The weights stopped being finite. `weights` holds the last finite ones (after epoch
     `epoch - 1`; the initial weights for epoch 1)."""
@@ -70,8 +75,10 @@ def train(config: Config, data=None, callback: Callback | None = None, progress:
     `shift` pixels per image, drawn from seed + 1), then xi is multiplied by
     `config.xi_decay`, the weights are checked to be finite (else `TrainingDiverged`) and the
     test accuracy is measured (every `eval_every`-th epoch and after the last). `callback(epoch, weights,
-    test_accuracy)` runs after each epoch (epoch = 1..Nep); `progress` shows a tqdm bar over
-    batches; `weights` replaces the seeded initial ones.
+    test_accuracy)` runs after each epoch (epoch = 1..Nep); if it raises `StopTraining`, the run
+    ends there and the result is that of the epochs done (config with Nep = that epoch, the test
+    accuracy measured if it was not); `progress` shows a tqdm bar over batches; `weights` replaces
+    the seeded initial ones.
     """
     (train_x, train_y), (test_x, test_y) = validate_data(load_dataset(config.dataset) if data is None else data)
     if config.T_s > len(train_x):
@@ -123,7 +130,18 @@ def _train(config, train_x, train_y, test_x, test_y, callback, progress, given, 
                 bar.set_postfix(test_accuracy=f"{100 * accuracies[-1]:.2f}%")
             bar.close()
         if callback is not None:
-            callback(epoch, current, accuracies[-1])
+            try:
+                callback(epoch, current, accuracies[-1])
+            except StopTraining as stop:
+                if epoch < config.Nep:
+                    try:
+                        config = config.replace(Nep=epoch)
+                    except ValueError as e:  # no model of this length (krotov: within its layer-1 epochs)
+                        raise StopTraining(f"stopped after epoch {epoch}, which leaves no result: {e}") from stop
+                    if accuracies[-1] is None:
+                        predictions = engine.predict(test_x)
+                        accuracies[-1] = float(np.mean(predictions == test_y))
+                break
     return TrainResult(config, last_finite, accuracies[-1], accuracies, epoch_seconds,
                        time.perf_counter() - t0, predictions, started, load, threads.record())
 
