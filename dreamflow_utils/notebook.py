@@ -54,7 +54,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from . import plots
-from .bands import accuracy_band
+from .bands import RESULTS_DIR, ConfigMismatch, NotChecked, accuracy_band, quick_epochs
 from .config import Config
 from .data import MnistFormatError, MnistNotFound, load_dataset, load_digits_demo, load_mnist
 from .experiments import LOG_EXPERIMENTS
@@ -190,6 +190,8 @@ class Run:
     figures_dir: Path
     record_path: Path | None = None
     log: tuple | None = None  # (name, accuracy, seconds per epoch) from LOG_EXPERIMENTS
+    exploratory: bool = False  # not an experiment with committed records: quick mode may leave it unchecked
+    results_dir: Path = RESULTS_DIR  # the committed records the run is checked against
 
     @property
     def log_accuracy(self) -> float | None:
@@ -256,14 +258,25 @@ class Run:
         self.check(result)
 
     def check(self, result) -> None:
-        """Check the final accuracy against the band of the committed records of this
-        configuration (`bands.accuracy_band`); raises `AccuracyOutOfBand` outside it."""
-        band = accuracy_band(result.config, demo=self.data_source.startswith("DEMO"))
-        if band is None:
-            print(f"check: no committed records of this configuration (after epoch {result.config.Nep}): "
-                  "accuracy not checked")
-        else:
-            print("check: " + band.check(result.test_accuracy))
+        """Check the run against the committed records of the configuration the notebook declared
+        (`bands`): the same configuration trained (else `ConfigMismatch`), the accuracy equal to the
+        record of its seed and inside the band of all seeds (else `AccuracyOutOfBand`). Without
+        records: in quick mode a numbered experiment notebook fails (`NotChecked`) unless it
+        declares itself exploratory; in full mode the run is reported as not checked."""
+        if result.config != self.config:
+            diff = {k: (v, getattr(result.config, k)) for k, v in self.config.to_dict().items()
+                    if getattr(result.config, k) != v}
+            raise ConfigMismatch(f"the run trained another configuration than the notebook declared: "
+                                 + ", ".join(f"{k}: declared {d!r}, trained {t!r}" for k, (d, t) in diff.items()))
+        band = accuracy_band(self.config, self.results_dir, demo=self.data_source.startswith("DEMO"))
+        if band is not None:
+            print("check: " + band.check(result.test_accuracy, self.config.seed))
+            return
+        what = f"no committed records of the declared configuration (after epoch {self.config.Nep})"
+        if self.quick and not self.exploratory:
+            raise NotChecked(f"{what}: a numbered experiment notebook is checked in quick mode; commit records of "
+                             "this configuration (a study) or declare the notebook exploratory in its parameters")
+        print(f"check: {what}: accuracy not checked")
 
     def show(self, fig: Figure, what: str) -> None:
         """Save `fig` as ``<figures_dir>/<name>_<what>.png`` and display it statically."""
@@ -282,20 +295,21 @@ class Run:
 
 
 def setup(name: str, *, data_dir=None, figures_dir=None, record_path=None, quick: bool | None = None,
-          **params) -> Run:
+          exploratory: bool = False, **params) -> Run:
     """Prepare one notebook run from its parameters cell: `params` are `Config` fields (layout,
     C_s, N2, ..., dataset); prints the mode, data and figure folder.
 
-    `quick` (default: $DREAMFLOW_QUICK) shrinks T_s and Nep (see `quick_config`) and allows
-    the demo-data fallback of `load_data`.
+    `quick` (default: $DREAMFLOW_QUICK) trains the first `bands.quick_epochs` epochs (see
+    `quick_config`) and allows the demo-data fallback of `load_data`. `exploratory`: the notebook
+    is not an experiment with committed records (its quick run may go unchecked).
     """
     quick = quick_mode() if quick is None else quick
     requested = Config(**params)
     data, source = load_data(data_dir, quick, requested.dataset)
-    config = quick_config(requested, len(data[0][0])) if quick else requested
+    config = quick_config(requested, len(data[0][0]), quick_epochs(requested)) if quick else requested
     folder = figures_folder(figures_dir, record_path, quick)
     run = Run(name, requested, config, data, source, quick, folder,
-              None if record_path is None else Path(record_path), find_log(requested))
+              None if record_path is None else Path(record_path), find_log(requested), exploratory)
     if quick:
         print(f"QUICK MODE ({QUICK_ENV}=1): T_s {requested.T_s} -> {config.T_s}, "
               f"Nep {requested.Nep} -> {config.Nep} ({config.T_s * config.Nep} samples): a check that the "

@@ -1,7 +1,8 @@
-"""Quick mode: a notebook trains on 60000 samples in all: one epoch of all MNIST's training images
-(the first epoch of the full run with the same seed, which learns: checked against the committed
-records by `bands`), 40 epochs of the 1500 demo digits;
-a quick *study* run is a smoke test of the batch (few samples, one epoch), never a result.
+"""Quick mode: a notebook trains the first k epochs of its full run (the same seed gives the same
+epochs bit for bit, so the committed records check it: `bands`), k the fewest epochs after which the
+committed runs are far from chance (`bands.quick_epochs`: one for the log's models); on the demo
+digits (no MNIST) 40 epochs of its 1500 images. A quick *study* run is a smoke test of the batch
+(few samples, one epoch), never a result.
 
 $DREAMFLOW_QUICK turns it on (1/true/yes/on) or off (unset, empty, 0/false/no/off); any other
 value is an error, so a typo never runs (or records) the wrong mode.
@@ -13,8 +14,8 @@ import os
 from .config import Config
 
 QUICK_ENV = "DREAMFLOW_QUICK"
-QUICK_T_S = 60000  # training samples a quick notebook run sees, in all (all of MNIST's, once)
-QUICK_NEP = 1  # epochs in quick mode
+QUICK_T_S = 60000  # training samples a quick run on a small data set (the demo digits) sees in all
+QUICK_NEP = 1  # epochs of a quick run without committed records to choose more
 QUICK_STUDY_TRAIN = 2000  # training images of a quick study run (and of a quick notebook's probes)
 QUICK_STUDY_TEST = 1000  # test images a quick study run measures on
 _TRUE = {"1", "true", "yes", "on"}
@@ -31,13 +32,14 @@ def quick_mode(environ=None) -> bool:
     raise ValueError(f"{QUICK_ENV}={value!r}: use 1 (quick) or 0 (full)")
 
 
-def quick_config(config: Config, n_train: int | None = None) -> Config:
-    """The quick-mode version of `config`: min(T_s * Nep, QUICK_T_S) training samples in all,
-    in epochs of T_s <= n_train (whole batches): one epoch of MNIST, 40 of the 1500 demo digits."""
-    T_s = min(config.T_s, QUICK_T_S, n_train if n_train is not None else config.T_s)
-    T_s = max(config.B, T_s - T_s % config.B)
-    total = min(config.T_s * config.Nep, QUICK_T_S)
-    return config.replace(T_s=T_s, Nep=max(QUICK_NEP, total // T_s))
+def quick_config(config: Config, n_train: int | None = None, epochs: int = QUICK_NEP) -> Config:
+    """The quick-mode version of `config`: on a data set with the T_s training images it asks for, its
+    first `epochs` epochs (at most Nep); on a smaller one (n_train < T_s: the demo digits), epochs of
+    all n_train images (whole batches), min(T_s * Nep, QUICK_T_S) samples in all."""
+    if n_train is None or n_train >= config.T_s:
+        return config.replace(Nep=min(config.Nep, epochs))
+    T_s = max(config.B, n_train - n_train % config.B)
+    return config.replace(T_s=T_s, Nep=max(1, min(config.T_s * config.Nep, QUICK_T_S) // T_s))
 
 
 def quick_data(data, n_train: int = QUICK_STUDY_TRAIN, n_test: int = QUICK_STUDY_TEST):

@@ -46,16 +46,17 @@ def test_pytest_runs_in_quick_mode():
     assert N.quick_mode()  # set by the root conftest.py, inherited by nbval's kernels
 
 
-def test_quick_config_sees_60000_samples_at_most():
+def test_quick_config_is_the_first_epochs_of_the_full_run():
     config = LOG_EXPERIMENTS["block_Cs20_N2200"][0]
     q = N.quick_config(config)
-    assert (q.T_s, q.Nep) == (N.QUICK_T_S, N.QUICK_NEP)
-    assert q.replace(T_s=config.T_s, Nep=config.Nep) == config
+    assert (q.T_s, q.Nep) == (60000, N.QUICK_NEP)
+    assert q.replace(Nep=config.Nep) == config
+    assert N.quick_config(config, 60000, epochs=2).Nep == 2 and N.quick_config(config, epochs=99).Nep == 10
     demo = N.quick_config(config, n_train=1500)  # the demo data has 1500 training images: 40 epochs of them
     assert (demo.T_s, demo.Nep) == (1500, 40)
     assert N.quick_config(config, n_train=1550).T_s == 1500  # whole batches
-    small = N.quick_config(config.replace(T_s=300, Nep=2))  # never more samples than the full run
-    assert (small.T_s, small.Nep) == (300, 2)
+    small = N.quick_config(config.replace(T_s=300, Nep=2), n_train=200)  # never more samples than the full run
+    assert (small.T_s, small.Nep) == (200, 3)
 
 
 def test_find_log_matches_the_four_experiments_only():
@@ -137,7 +138,7 @@ def test_end_to_end_on_synthetic_data(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(N, "load_data", lambda data_dir, quick, dataset="mnist": (synthetic_data(600, 100), "synthetic"))
     rec = tmp_path / "runs" / "r.result.json"
     run = N.setup("01_overlap_Cs10_N2100", **{**PARAMS, "layout": "overlap", "B": 50, "T_s": 600, "Nep": 1}, quick=True,
-                  record_path=rec)
+                  record_path=rec, exploratory=True)  # no committed records of this configuration
     view = LiveView(C_s=run.config.C_s, n_epochs=run.config.Nep, log_accuracy=run.log_accuracy, title=run.title)
     result = train(run.config, run.data, callback=view, progress=False)
     assert view.epoch == 1 and (run.config.T_s, run.config.Nep) == (600, 1)
