@@ -22,13 +22,15 @@ POOL_MODES = ("max", "sum")
 CODES = ("value", "onehot")
 DATASETS = ("mnist", "fashion")
 N_CLASSES = 10
+PIXEL_CHANNEL = (SIDE // 2) ** 2  # values of the pixel side channel (`pixels`): the image pooled over 2x2 blocks
 
 # research options: name -> (the layers they apply to, the value that means "off": the log's model)
 OPTIONS = {"pool": (("shared",), 1), "pool_mode": (("shared",), "max"), "code": (("shared",), "value"),
            "norm": (("shared", "krotov"), False), "label_gain": (("shared", "krotov"), 1.0),
-           "unit_norm": (("shared", "krotov"), False), "kh_epochs": (("krotov",), None),
+           "unit_norm": (("shared", "krotov"), False), "patch_norm": (("shared",), False),
+           "pixels": (("shared",), 0.0), "l2_winners": (("shared", "krotov"), 1), "kh_epochs": (("krotov",), None),
            "kh_p": (("krotov",), 3.0), "kh_k": (("krotov",), 7), "kh_delta": (("krotov",), 0.4),
-           "kh_eps0": (("krotov",), 0.04), "kh_n": (("krotov",), 4.5)}
+           "kh_eps0": (("krotov",), 0.04), "kh_n": (("krotov",), 4.5), "kh_top": (("krotov",), 0)}
 
 
 @dataclass(frozen=True)
@@ -66,15 +68,22 @@ class Config:
             instead of the log's fixed order.
     eval_every  the test accuracy is measured after every `eval_every`-th epoch and the last.
     Shared layer only: `pool` (codes max- or sum-pooled, `pool_mode`, over pool x pool
-    neighbouring positions), `code` ("value": a winner passes its output, "onehot": 1).
+    neighbouring positions), `code` ("value": a winner passes its output, "onehot": 1),
+    `patch_norm` (every patch divided by its Euclidean length, a blank one stays 0, before the
+    detectors see it; also the bank's reconstruction target), `pixels` (> 0: layer 2 also reads
+    a pixel side channel, pixels * the image average-pooled over 2x2 blocks divided by its
+    length: N1 grows by 196; w2 reconstructs it like the code).
     Shared and krotov layers: `norm` (each code vector divided by its length before layer 2),
     `label_gain` (the training label enters layer 2 as label_gain * one-hot), `unit_norm`
-    (each updated layer-2 unit rescales its w2 column to unit length).
+    (each updated layer-2 unit rescales its w2 column to unit length), `l2_winners` (< N2: the
+    l2_winners most active layer-2 units of a training sample keep their inputs and learn, ties
+    to the lower unit; 1: the log's single winner).
     layer1="krotov" (Krotov & Hopfield 2019, a peer: C_s units that see the whole image, learnt
     without labels by their rule): the first `kh_epochs` epochs train layer 1 only (Lebesgue
     power `kh_p`, anti-Hebbian rank `kh_k` and strength `kh_delta`, learning rate kh_eps0
     decaying linearly to 0), the remaining Nep - kh_epochs epochs train layer 2 on its codes
-    relu(h) ** `kh_n`.
+    relu(h) ** `kh_n`; with `kh_top` > 0 only each sample's kh_top largest code values stay
+    (the others 0, ties to the lower unit; before norm): a sparse code.
     """
 
     layout: str | None = "overlap"
@@ -101,6 +110,9 @@ class Config:
     norm: bool = False
     label_gain: float = 1.0
     unit_norm: bool = False
+    patch_norm: bool = False
+    pixels: float = 0.0
+    l2_winners: int = 1
     dataset: str = "mnist"
     shuffle: bool = False
     eval_every: int = 1
@@ -110,6 +122,7 @@ class Config:
     kh_delta: float = 0.4
     kh_eps0: float = 0.04
     kh_n: float = 4.5
+    kh_top: int = 0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):  # numpy scalars -> Python scalars: records stay JSON
@@ -131,16 +144,17 @@ class Config:
         check_choice("pool_mode", self.pool_mode, POOL_MODES)
         check_choice("code", self.code, CODES)
         check_choice("dataset", self.dataset, DATASETS)
-        for name in ("C_s", "N2", "T_s", "Nep", "B", "vote", "pool", "eval_every"):
+        for name in ("C_s", "N2", "T_s", "Nep", "B", "vote", "pool", "eval_every", "l2_winners"):
             check_positive_int(name, getattr(self, name))
         for name in ("seed", "shift"):
             check_non_negative_int(name, getattr(self, name))
         for name in ("xi", "prec", "label_gain"):
             check_positive_float(name, getattr(self, name))
+        check_non_negative_float("pixels", self.pixels)
         check_positive_float("xi_decay", self.xi_decay)
         if self.xi_decay > 1:
             raise ValueError(f"xi_decay must be in (0, 1], got {self.xi_decay!r}")
-        for name in ("jit_compile", "norm", "unit_norm", "shuffle"):
+        for name in ("jit_compile", "norm", "unit_norm", "patch_norm", "shuffle"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.B > self.T_s:
@@ -163,6 +177,9 @@ class Config:
             if self.layer1 not in layers and getattr(self, name) != off:
                 raise ValueError(f"{name} applies to layer1 {' and '.join(map(repr, layers))} only; "
                                  f"layer1={self.layer1!r} needs {name}={off!r}, got {getattr(self, name)!r}")
+        if self.l2_winners > 1 and self.l2_winners >= self.N2:  # (N2=1 with the log's single winner)
+            raise ValueError(f"l2_winners={self.l2_winners} must be smaller than N2={self.N2} (the layer-2 units "
+                             "that keep their inputs in training)")
         if self.layer1 != "clusters" and self.wta != "cluster":
             raise ValueError(f"wta='log' (the log's quirk) applies to layer1='clusters' only; layer1={self.layer1!r} "
                              "competes inside each position (wta='cluster')")
@@ -177,6 +194,9 @@ class Config:
             for name in ("kh_p", "kh_eps0", "kh_n"):
                 check_positive_float(name, getattr(self, name))
             check_non_negative_float("kh_delta", self.kh_delta)
+            check_non_negative_int("kh_top", self.kh_top)
+            if self.kh_top > self.C_s:
+                raise ValueError(f"kh_top={self.kh_top} must be at most C_s={self.C_s} (the code values kept per sample)")
         if self.pool > 1 and self.layout == "overlap":
             raise ValueError("pool > 1 needs a square grid of positions (layout 'block' or 'stride'), not 'overlap'")
         if self.engine == "tensorflow":
@@ -206,9 +226,11 @@ class Config:
 
     @property
     def N1(self) -> int:
-        """Layer-1 code length: C_s per position (clusters), per pooled cell (shared), C_s (krotov)."""
+        """Layer 2's input length: C_s per position (clusters), per pooled cell (shared, plus the
+        pixel side channel's 196 values with pixels > 0), C_s (krotov)."""
         if self.layer1 == "shared":
-            return self.C_s * n_cells(self.layout, self.stride, self.pool)
+            side = PIXEL_CHANNEL if self.pixels > 0 else 0
+            return self.C_s * n_cells(self.layout, self.stride, self.pool) + side
         return self.C_s * self.n_positions
 
     @property

@@ -146,17 +146,15 @@ class LiveView:
         self._update_header()
 
     def render_tapestry(self, w1) -> bytes:
-        """The layer-1 tapestry as PNG bytes (figure rendered with Agg, then freed)."""
-        w1 = np.asarray(w1)
-        what = (f"shared bank of {self.C_s}" if w1.ndim == 2 and w1.shape[0] == 81
-                else f"{w1.shape[1] // self.C_s if w1.ndim == 2 else 0} clusters x {self.C_s}")
-        title = f"{self.title + ': ' if self.title else ''}layer 1 after epoch " \
-                f"{self.epoch}/{self.n_epochs} ({what})"
-        fig = plots.plot_layer1(w1, self.C_s, title=title)
+        """The layer-1 weights as PNG bytes (:func:`plots.plot_layer1`: each unit cropped to its
+        patch, blocks labelled by position; the subtitle says what the tiles show), rendered with
+        Agg, then freed."""
+        title = f"{self.title + ': ' if self.title else ''}layer 1 after epoch {self.epoch}/{self.n_epochs}"
+        fig = plots.plot_layer1(np.asarray(w1), self.C_s, title=title)
         try:
             width_in = fig.get_size_inches()[0]
             dpi = min(100.0, self.max_width_px / width_in)
-            return plots.figure_to_png(fig, dpi=dpi, max_bytes=None, bbox_inches=None)
+            return plots.figure_to_png(fig, dpi=dpi, max_bytes=None, bbox_inches=None, compress_level=1)
         finally:
             fig.clear()
 
@@ -165,7 +163,7 @@ class LiveView:
         fig = plots.plot_accuracy(self.accuracies, log_accuracy=self.log_accuracy,
                                   title="test accuracy", figsize=(4.5, 2.6))
         try:
-            return plots.figure_to_png(fig, dpi=80, max_bytes=None, bbox_inches=None)
+            return plots.figure_to_png(fig, dpi=80, max_bytes=None, bbox_inches=None, compress_level=1)
         finally:
             fig.clear()
 

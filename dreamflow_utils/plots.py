@@ -19,7 +19,7 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -28,12 +28,15 @@ from .files import atomic_write
 
 __all__ = [
     "IMAGE_SIDE",
+    "Tapestry",
+    "layer1_layout",
     "tapestry",
     "plot_tapestry",
     "bank_tapestry",
     "plot_bank",
     "plot_layer1",
     "plot_accuracy",
+    "plot_dots",
     "confusion_matrix",
     "plot_confusion",
     "code_fields",
@@ -79,64 +82,178 @@ def _fmt(x: float) -> str:
 
 
 # ----------------------------------------------------------------------------- tapestry
-def tapestry(w1, C_s: int) -> np.ndarray:
-    """Layer-1 weights as one image of shape ``(28 * K, 28 * C_s)``, ``K = N1 // C_s``.
+class Tapestry(NamedTuple):
+    """Layer-1 tiles laid out for display, in pixels of the weights (NaN between tiles).
 
-    Row ``k`` of tiles holds cluster ``k``'s units left to right; the tile of unit
-    ``u = k * C_s + c`` is ``w1[:, u].reshape(28, 28)`` at rows ``28k:28k+28`` and
-    columns ``28c:28c+28`` -- the layout of the log's ``draw_weights(w1.T, C_s, K, fig)``.
+    image   2-D array: each position's block of tiles under a band for its label
+    tiles   (N1, 2): row and column of the top-left pixel of unit u's tile
+    side    tile side: 9 (each unit cropped to its patch) or 28 (whole-image fields)
+    labels  one (row, col, text, offset) per labelled block, (row, col) its first tile's top-left
+            pixel; offset marks the overlap layout's 4 positions shifted by 4 pixels
+    layout  (layout, stride) of :func:`layer1_layout`, None for whole-image fields
+    scale   inches per pixel at which the labels (7 pt) fit above their blocks
     """
+
+    image: np.ndarray
+    tiles: np.ndarray
+    side: int
+    labels: list[tuple[int, int, str, bool]]
+    layout: tuple[str, int | None] | None
+    scale: float
+
+
+_GAP = 1  # pixels between tiles
+_BAND = 0.2  # inches above each block, for its label
+_MAX_COLS = {_P: 25, IMAGE_SIDE: 10}  # tiles per row before a block wraps
+_SCALE = {_P: 0.04, IMAGE_SIDE: 0.03}  # inches per weight pixel (a 9x9 tile: 0.36 in)
+_FONT = 7.0  # label size in points
+_CHAR = 0.62  # a character's width in ems, at most (DejaVu Sans)
+_MAX_HEIGHT = 12.0  # inches of tiles before the scale shrinks (9x9 tiles: by a quarter at most)
+
+
+def layer1_layout(w1, C_s: int, layout: str | None = None,
+                  stride: int | None = None) -> tuple[str, int | None] | None:
+    """(layout, stride) whose patches hold every unit's weights (unit u at position u // C_s).
+
+    A given ``layout`` is checked (ValueError if its positions or patches do not fit w1);
+    otherwise the first that fits of "block", "overlap", "stride" 1..19, or None when none
+    does (units that see the whole image, as Krotov's).
+    """
+    from .geometry import LAST, patch_indices
+
     w1 = _as_w1(w1)
     C_s = _check_C_s(C_s, w1.shape[1])
     K = w1.shape[1] // C_s
-    s = IMAGE_SIDE
-    # w1[r*28 + q, k*C_s + c] -> t[k, r, c, q]
-    t = w1.reshape(s, s, K, C_s).transpose(2, 0, 3, 1)
-    return np.ascontiguousarray(t.reshape(K * s, C_s * s))
+    candidates = ([(layout, stride)] if layout is not None else
+                  [("block", None), ("overlap", None)] + [("stride", s) for s in range(1, LAST + 1)])
+    for lay, s in candidates:
+        idx = patch_indices(lay, s)
+        if len(idx) != K:
+            if layout is not None:
+                raise ValueError(f"layout {lay!r} has {len(idx)} positions; w1 has {K} of C_s={C_s} units")
+            continue
+        outside = np.ones((K, _L), dtype=bool)
+        np.put_along_axis(outside, idx, False, axis=1)
+        if not np.any(w1.reshape(_L, K, C_s)[outside.T]):
+            return lay, s
+        if layout is not None:
+            raise ValueError(f"w1 has weights outside its units' patches in layout {lay!r}")
+    return None
 
 
-def _tapestry_figsize(K: int, C_s: int) -> tuple[float, float]:
-    # ~0.5 inch per tile, the image at most 28 in wide (C_s=100: ~1 px per weight at
-    # dpi 100) and 14 in tall.
-    w_img = min(0.5 * C_s, 28.0)
-    h_img = w_img * K / C_s
-    if h_img > 14.0:
-        w_img *= 14.0 / h_img
-        h_img = 14.0
-    w_img = max(w_img, 2.5)
-    return (w_img + 1.3, h_img + 0.7)
+def tapestry(w1, C_s: int, layout: str | None = None, stride: int | None = None) -> Tapestry:
+    """Unit u's weights over its own 9x9 patch (over the whole 28x28 image where no layout fits,
+    see :func:`layer1_layout`), one block of C_s tiles per position in unit order (rows of at
+    most 25 tiles, 10 for whole-image fields), blocks in position order, side by side where they
+    are narrow, each under its label "position k (rows a-b, cols c-d)". About 0.4 in per 9x9
+    tile and 0.84 in per whole-image tile, less (9x9 tiles: a quarter at most, whole-image
+    tiles: three quarters) where the tiles would stand taller than 12 in."""
+    from .geometry import patch_origins
 
-
-def plot_tapestry(w1, C_s: int, title: str | None = None) -> Figure:
-    """Figure of :func:`tapestry`: cmap "Reds", vmin 0, vmax = the maximum weight.
-
-    As in the log, the colorbar has ticks ``[0, max]``; negative weights (if any) are
-    drawn as 0.  Thin grey lines separate the clusters (rows).  The figure width grows
-    with ``C_s`` (about half an inch per unit, capped) so C_s = 10 .. 100 stay legible.
-    """
     w1 = _as_w1(w1)
     C_s = _check_C_s(C_s, w1.shape[1])
     K = w1.shape[1] // C_s
-    img = tapestry(w1, C_s)
-    finite = img[np.isfinite(img)]
+    found = layer1_layout(w1, C_s, layout, stride)
+    fields = w1.T.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    if found is None:
+        side, offset = IMAGE_SIDE, [False] * K
+        texts = [f"cluster {k} (whole image)" for k in range(K)] if K > 1 else []
+    else:
+        side, origins = _P, patch_origins(*found)
+        offset = [found[0] == "overlap" and k >= 9 for k in range(K)]
+        texts = [f"position {k} (rows {r}-{r + _P - 1}, cols {c}-{c + _P - 1})" + (", offset" if off else "")
+                 for k, ((r, c), off) in enumerate(zip(origins, offset))]
+        r0, c0 = np.repeat(np.array(origins), C_s, axis=0).T
+        span = np.arange(_P)
+        fields = fields[np.arange(K * C_s)[:, None, None], (r0[:, None] + span)[:, :, None],
+                        (c0[:, None] + span)[:, None, :]]
+    pitch = side + _GAP
+    rows_b = math.ceil(C_s / _MAX_COLS[side])
+    cols_b = math.ceil(C_s / rows_b)
+    band_in = _BAND if texts else 0.0
+    scale = _SCALE[side]
+    while True:  # blocks (labels included, a tile apart) per line at this scale; shrink if too tall
+        slot = max([cols_b * pitch] + [math.ceil(len(t) * _CHAR * _FONT / 72 / scale) for t in texts]) + pitch
+        per_line = max(1, min(K, (_MAX_COLS[side] + 1) * pitch // slot))
+        lines = math.ceil(K / per_line)
+        fit = min(_SCALE[side], (_MAX_HEIGHT - lines * band_in) / (lines * rows_b * pitch))
+        fit = max(fit, (0.75 if side == _P else 0.25) * _SCALE[side])
+        if fit >= scale:
+            break
+        scale = fit
+    band = math.ceil(band_in / scale)
+    line_h = band + rows_b * pitch
+    image = np.full((lines * line_h - _GAP, per_line * slot - pitch), np.nan)
+    tiles = np.empty((K * C_s, 2), dtype=int)
+    labels = []
+    for k in range(K):
+        y0, x0 = (k // per_line) * line_h + band, (k % per_line) * slot
+        if texts:
+            labels.append((y0, x0, texts[k], offset[k]))
+        for c in range(C_s):
+            y, x = y0 + (c // cols_b) * pitch, x0 + (c % cols_b) * pitch
+            image[y:y + side, x:x + side] = fields[k * C_s + c]
+            tiles[k * C_s + c] = y, x
+    return Tapestry(image, tiles, side, labels, found, scale)
+
+
+def _tiles_figure(img, scale: float, vmax: float, title: str, subtitle: str, cbar_label: str,
+                  labels=()) -> Figure:
+    """One image of tiles (NaN: white) at `scale` inches per pixel, cmap "Reds" from 0 to `vmax`
+    with a colorbar, the title and a grey subtitle above, `labels` (row, col, text, offset) drawn
+    above the tiles at (row, col) (offset ones in blue); sized in inches, no layout pass."""
+    import matplotlib
+
+    h, w = img.shape
+    img_w, img_h = w * scale, h * scale
+    right, top, bottom = 0.85, 0.6, 0.12  # colorbar and its ticks; title and subtitle; margin
+    fig_w = max(img_w + right + 0.15, len(title) * _CHAR * 10 / 72 + 0.3, len(subtitle) * _CHAR * 7.5 / 72 + 0.3)
+    fig_h = img_h + top + bottom
+    left = (fig_w - img_w - right + 0.15) / 2
+    fig = Figure(figsize=(fig_w, fig_h))
+    ax = fig.add_axes((left / fig_w, bottom / fig_h, img_w / fig_w, img_h / fig_h))
+    cmap = matplotlib.colormaps["Reds"].with_extremes(bad="white")
+    im = ax.imshow(np.ma.masked_invalid(img), cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest",
+                   aspect="auto")
+    ax.set_axis_off()
+    for row, col, text, offset in labels:
+        ax.text(col - 0.5, row - 0.8, text, fontsize=_FONT, ha="left", va="bottom",
+                color="tab:blue" if offset else "0.15")
+    cb_h = min(2.5, img_h)
+    cax = fig.add_axes(((left + img_w + 0.15) / fig_w, (bottom + img_h - cb_h) / fig_h, 0.12 / fig_w, cb_h / fig_h))
+    cb = fig.colorbar(im, cax=cax, ticks=[0.0, vmax])
+    cb.ax.set_yticklabels(["0", _fmt(vmax)])
+    cb.ax.tick_params(labelsize=7)
+    cb.set_label(cbar_label, fontsize=7)
+    fig.text(0.5, 1 - 0.08 / fig_h, title, ha="center", va="top", fontsize=10)
+    fig.text(0.5, 1 - 0.34 / fig_h, subtitle, ha="center", va="top", fontsize=7.5, color="0.3")
+    return fig
+
+
+def plot_tapestry(w1, C_s: int, title: str | None = None, layout: str | None = None,
+                  stride: int | None = None) -> Figure:
+    """Figure of :func:`tapestry` (``layout`` inferred unless given): one colour scale for all
+    tiles as in the log's ``draw_weights`` (cmap "Reds", 0 to the largest weight, negative
+    weights drawn as 0) with a colorbar, each position's block labelled (the overlap layout's 4
+    offset positions in blue), a subtitle saying what the tiles show. About 0.4 in per 9x9
+    tile (C_s=100, 9 positions: 25 tiles a row, about 8.5 x 13 in)."""
+    t = tapestry(w1, C_s, layout, stride)
+    K = len(t.tiles) // C_s
+    finite = t.image[np.isfinite(t.image)]
     vmax = float(finite.max()) if finite.size else 1.0
     if not vmax > 0:
         vmax = 1.0  # all-zero / non-positive weights: keep a valid colour scale
-
-    fig = Figure(figsize=_tapestry_figsize(K, C_s))
-    ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(img, cmap="Reds", vmin=0.0, vmax=vmax, interpolation="nearest")
-    s = IMAGE_SIDE
-    for k in range(1, K):
-        ax.axhline(k * s - 0.5, color="0.6", linewidth=0.4)
-    ax.set_axis_off()
-    ratio = img.shape[0] / img.shape[1]
-    cb = fig.colorbar(im, ax=ax, ticks=[0.0, vmax], fraction=0.046 * ratio, pad=0.01)
-    cb.ax.set_yticklabels(["0", _fmt(vmax)])
-    cb.ax.tick_params(labelsize=8)
-    ax.set_title(title if title is not None else f"layer 1: {K} clusters x {C_s} units",
-                 fontsize=10)
-    return fig
+    if t.layout is None:
+        what = (f"{K} clusters x {C_s} units" if K > 1 else f"{C_s} units") + \
+            ": each tile is a unit's weights over the whole 28x28 image"
+    else:
+        lay, s = t.layout
+        what = (f"{'stride ' + str(s) if lay == 'stride' else lay} layout, {K} positions x {C_s} units: "
+                "each tile is a unit's weights over its 9x9 patch")
+    subtitle = what + "; one colour scale" + ("; blue: the 4 positions offset by 4 pixels"
+                                              if t.layout and t.layout[0] == "overlap" else "")
+    return _tiles_figure(t.image, t.scale, vmax, title if title is not None else "layer-1 weights",
+                         subtitle, "weight", t.labels)
 
 
 def bank_tapestry(bank, cols: int | None = None, gap: int = 1) -> np.ndarray:
@@ -156,28 +273,25 @@ def bank_tapestry(bank, cols: int | None = None, gap: int = 1) -> np.ndarray:
 
 
 def plot_bank(bank, title: str | None = None, cols: int | None = None) -> Figure:
-    """Figure of :func:`bank_tapestry`, each detector scaled to its own maximum (cmap "Reds")."""
+    """Figure of :func:`bank_tapestry`, each detector scaled to its own maximum (cmap "Reds",
+    colorbar 0 to 1), about 1 in per detector, the tiles at most 10 in wide and tall."""
     bank = np.asarray(bank)
     img = bank_tapestry(bank / np.maximum(bank.max(axis=0, keepdims=True), 1e-300), cols)
-    h, w = img.shape
-    fig = Figure(figsize=(max(3.0, w / 8), max(3.0, h / 8) + 0.4))
-    ax = fig.add_subplot()
-    ax.imshow(np.ma.masked_invalid(img), cmap="Reds", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_axis_off()
-    ax.set_title(title if title is not None else f"shared bank: {bank.shape[1]} detectors", fontsize=9)
-    fig.tight_layout()
-    return fig
+    scale = min(0.1, 10.0 / img.shape[1], 10.0 / img.shape[0])
+    return _tiles_figure(img, scale, 1.0, title if title is not None else "shared bank",
+                         f"{bank.shape[1]} detectors, each a 9x9 tile applied at every position, "
+                         "each scaled to its own maximum", "fraction of the detector's maximum")
 
 
 def plot_layer1(w1, C_s: int, title: str | None = None) -> Figure:
-    """The layer-1 weights as the model holds them: the log's tapestry (w1 (784, N1)), the
-    shared bank's tiles (w1 (81, C_s)) or, for one group of many whole-image units (Krotov's
-    layer), the first 100 in rows of 10."""
-    if np.shape(w1)[0] == _P * _P:
-        return plot_bank(w1, title, cols=min(C_s, 10))
-    if np.shape(w1)[1] == C_s and C_s > 20:  # one group of whole-image units (layer1="krotov"): the first 100
-        n = min(C_s, 100)
-        return plot_tapestry(np.asarray(w1)[:, :n - n % 10], 10, title)
+    """The layer-1 weights as the model holds them: :func:`plot_tapestry` (w1 (784, N1)), the
+    shared bank's tiles (w1 (81, C_s), rows of up to max(10, sqrt(C_s)) detectors) or, for one
+    group of more than 100 whole-image units (Krotov's layer), the first 100."""
+    w1 = np.asarray(w1)
+    if w1.shape[0] == _P * _P:
+        return plot_bank(w1, title, cols=min(C_s, max(10, math.ceil(math.sqrt(C_s)))))
+    if w1.shape[1] == C_s > 100:
+        return plot_tapestry(w1[:, :100], 100, f"{title or 'layer-1 weights'} (first 100 of {C_s} units)")
     return plot_tapestry(w1, C_s, title)
 
 
@@ -234,6 +348,94 @@ def plot_accuracy(epoch_accuracies: Sequence[float], log_accuracy: float | None 
     # fixed margins (in inches) instead of tight_layout: cheaper, used per live update
     w, h = figsize
     fig.subplots_adjust(left=0.65 / w, right=1 - 0.15 / w, bottom=0.5 / h, top=1 - 0.35 / h)
+    return fig
+
+
+# ----------------------------------------------------------------------------- dot plot
+_DOT_MARKERS = ("o", "s", "D", "^", "v", "P", "X")
+_GOAL_STYLES = ("--", ":", "-.")
+
+
+def plot_dots(groups, goals=None, title: str | None = None, colors=None, markers=None,
+              hollow=(), xlabel: str = "test accuracy (%)") -> Figure:
+    """Models compared by a dot (mean) and a bar (± sd) each, one row per model, best at the top;
+    one panel per group, the panels stacked.
+
+    groups  {panel title: [(label, mean, sd, n, kind, colour key), ...]}: fractions (when every
+            mean and goal is <= 1, shown in %) or percentages; sd None or NaN draws no bar.
+    goals   {panel title: {name: value}}: a vertical reference line each (one line style per
+            name), the values in the panel's title.
+    colors  {colour key: colour}, markers {kind: marker}; keys not given take tab10 colours and
+            the markers "o s D ^ v P X" in order of appearance; kinds in `hollow` are unfilled.
+    A row's label stands on the left, "mean ± sd (n)" on the right (tick labels, one row pitch
+    apart); the legend (kinds, colour keys, goals) under the panels; the figure's height grows
+    with the rows and its width with the longest label, so no two texts overlap.
+    """
+    import matplotlib
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    groups = {str(p): list(rows) for p, rows in groups.items()}
+    goals = {p: dict(g) for p, g in (goals or {}).items() if p in groups}
+    values = [r[1] for rows in groups.values() for r in rows] + [v for g in goals.values() for v in g.values()]
+    pct = 100.0 if values and max(abs(float(v)) for v in values) <= 1.0 else 1.0
+    colors, markers = dict(colors or {}), dict(markers or {})
+    kinds = dict.fromkeys(r[4] for rows in groups.values() for r in rows)
+    keys = dict.fromkeys(r[5] for rows in groups.values() for r in rows)
+    tab10 = matplotlib.colormaps["tab10"].colors
+    # the legend lists the kinds and keys used, those given first, in the order given
+    colors = {k: colors.get(k, tab10[i % 10]) for i, k in enumerate([k for k in colors if k in keys] + list(keys))}
+    markers = {k: markers.get(k, _DOT_MARKERS[i % len(_DOT_MARKERS)])
+               for i, k in enumerate([k for k in markers if k in kinds] + list(kinds))}
+    styles = {name: _GOAL_STYLES[i % len(_GOAL_STYLES)]
+              for i, name in enumerate(dict.fromkeys(n for g in goals.values() for n in g))}
+
+    pitch, fs = 0.22, 7.5  # inches per row, points
+    longest = max((len(str(r[0])) for rows in groups.values() for r in rows), default=10)
+    heights = [max(len(rows), 1) * pitch + 0.35 for rows in groups.values()]
+    fig = Figure(figsize=(longest * _CHAR * fs / 72 + 6.8, sum(heights) + 0.7 * len(groups) + 1.2),
+                 layout="constrained")
+    for (panel, rows), spec in zip(groups.items(), fig.add_gridspec(len(groups), 1, height_ratios=heights)):
+        ax = fig.add_subplot(spec)
+        rows = sorted(rows, key=lambda r: -float(r[1]))
+        y = np.arange(len(rows))[::-1]
+        for yi, (label, mean, sd, n, kind, key) in zip(y, rows):
+            if yi % 2 == 0:
+                ax.axhspan(yi - 0.5, yi + 0.5, color="0.95", lw=0, zorder=0)
+            bar = None if sd is None or not np.isfinite(sd) else sd * pct
+            ax.errorbar(mean * pct, yi, xerr=bar, fmt=markers[kind], color=colors[key], ms=5, capsize=2,
+                        lw=1, mfc="none" if kind in hollow else colors[key], zorder=3)
+        panel_goals = goals.get(panel, {})
+        for name, v in panel_goals.items():
+            ax.axvline(v * pct, color="k", ls=styles[name], lw=0.8, zorder=2)
+        ends = [v * pct for v in panel_goals.values()]
+        for _, mean, sd, *_ in rows:
+            bar = 0.0 if sd is None or not np.isfinite(sd) else sd
+            ends += [(mean - bar) * pct, (mean + bar) * pct]
+        lo, hi = (min(ends), max(ends)) if ends else (0.0, 100.0)
+        pad = max(0.5, 0.04 * (hi - lo))
+        ax.set_xlim(max(lo - pad, 0.0) if pct == 100 else lo - pad, min(hi + pad, 100.0) if pct == 100 else hi + pad)
+        ax.set_ylim(-0.5, len(rows) - 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
+        ax.grid(True, axis="x", alpha=0.35)
+        ax.set_yticks(y, [str(r[0]) for r in rows], fontsize=fs)
+        right = ax.twinx()
+        right.set_ylim(ax.get_ylim())
+        right.set_yticks(y, [f"{r[1] * pct:.2f}" + ("" if r[2] is None or not np.isfinite(r[2]) else
+                                                    f" ± {r[2] * pct:.2f}") + f" (n={r[3]})" for r in rows],
+                         fontsize=fs)
+        for a in (ax, right):
+            a.tick_params(axis="y", length=0)
+        ax.tick_params(axis="x", labelsize=fs)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_title(panel + "".join(f"   {name}: {v * pct:.1f}" for name, v in panel_goals.items()), fontsize=9)
+    handles = [Line2D([], [], ls="none", marker=m, color="k", mfc="none" if k in hollow else "k", label=k)
+               for k, m in markers.items()]
+    handles += [Line2D([], [], ls="none", marker="o", color=c, label=k) for k, c in colors.items()]
+    handles += [Line2D([], [], color="k", ls=st, lw=0.8, label=name) for name, st in styles.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=fs, frameon=False)
+    if title is not None:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -410,11 +612,13 @@ def plot_layer2(w1, w2, w3, n: int | None = None, C_s: int | None = None,
 
 # ----------------------------------------------------------------------------- output
 def figure_to_png(fig: Figure, dpi: float = 100, max_bytes: int | None = 500_000,
-                  max_pixels: int = 4_000_000, bbox_inches: str | None = "tight") -> bytes:
+                  max_pixels: int = 4_000_000, bbox_inches: str | None = "tight",
+                  compress_level: int = 6) -> bytes:
     """Render ``fig`` to PNG bytes with the Agg renderer.
 
     The dpi is lowered so the image has at most ``max_pixels`` pixels and, when
     ``max_bytes`` is set, until the PNG is below ``max_bytes`` (dpi floor 20).
+    ``compress_level`` (zlib, 0-9): 1 encodes about twice as fast as 6, a little larger.
     """
     w, h = fig.get_size_inches()
     if w * h * dpi * dpi > max_pixels:
@@ -422,7 +626,8 @@ def figure_to_png(fig: Figure, dpi: float = 100, max_bytes: int | None = 500_000
     data = b""
     for _ in range(6):
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches=bbox_inches)
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches=bbox_inches,
+                    pil_kwargs={"compress_level": compress_level})
         data = buf.getvalue()
         if max_bytes is None or len(data) <= max_bytes or dpi <= 20:
             break

@@ -44,6 +44,9 @@ def test_the_shared_model_is_a_config():
     ({"layer1": "conv"}, "layer1"), ({"dataset": "cifar"}, "dataset"),
     ({"shift": -1}, "shift"), ({"vote": 0}, "vote"), ({"xi_decay": 1.5}, "xi_decay"), ({"xi_decay": 0}, "xi_decay"),
     ({"norm": 1}, "norm"),
+    *[({"layer1": "shared", "layout": "block", name: value}, name)
+      for name, value in [("patch_norm", 1), ("pixels", -0.5), ("pixels", math.inf), ("pixels", True),
+                          ("l2_winners", 0), ("l2_winners", 2.0), ("l2_winners", 100)]],  # 100: not < N2
     # options that do not apply where they are set
     ({"stride": 4}, "stride"), ({"layout": "stride"}, "stride"), ({"layout": "stride", "stride": 20}, "stride"),
     ({"pool": 2}, "pool"), ({"norm": True}, "norm"), ({"code": "onehot"}, "code"), ({"label_gain": 2.0}, "label_gain"),
@@ -65,12 +68,19 @@ KROTOV = dict(layer1="krotov", layout=None, kh_epochs=1, Nep=2)
 NOT_HERE = [  # (layer, option, value, the whole message)
     *[(CLUSTERS, name, value, f"{name} applies to layer1 'shared' only; layer1='clusters' needs {off}, got {got}")
       for name, value, off, got in [("pool", 2, "pool=1", "2"), ("pool_mode", "sum", "pool_mode='max'", "'sum'"),
-                                    ("code", "onehot", "code='value'", "'onehot'")]],
+                                    ("code", "onehot", "code='value'", "'onehot'"),
+                                    ("patch_norm", True, "patch_norm=False", "True"),
+                                    ("pixels", 1.0, "pixels=0.0", "1.0")]],
     (dict(), "pool", 2, "pool applies to layer1 'shared' only; layer1='clusters' needs pool=1, got 2"),
     (KROTOV, "pool", 2, "pool applies to layer1 'shared' only; layer1='krotov' needs pool=1, got 2"),
     (KROTOV, "pool_mode", "sum", "pool_mode applies to layer1 'shared' only; layer1='krotov' needs pool_mode='max', "
                                  "got 'sum'"),
     (KROTOV, "code", "onehot", "code applies to layer1 'shared' only; layer1='krotov' needs code='value', got 'onehot'"),
+    (KROTOV, "patch_norm", True, "patch_norm applies to layer1 'shared' only; layer1='krotov' needs patch_norm=False, "
+                                 "got True"),
+    (KROTOV, "pixels", 0.5, "pixels applies to layer1 'shared' only; layer1='krotov' needs pixels=0.0, got 0.5"),
+    (CLUSTERS, "l2_winners", 3, "l2_winners applies to layer1 'shared' and 'krotov' only; layer1='clusters' needs "
+                                "l2_winners=1, got 3"),
     (CLUSTERS, "norm", True, "norm applies to layer1 'shared' and 'krotov' only; layer1='clusters' needs norm=False, "
                              "got True"),
     (CLUSTERS, "label_gain", 2.0, "label_gain applies to layer1 'shared' and 'krotov' only; layer1='clusters' needs "
@@ -81,7 +91,8 @@ NOT_HERE = [  # (layer, option, value, the whole message)
       for layer in (dict(CLUSTERS, layer1="clusters"), SHARED)
       for name, value, off, got in [("kh_epochs", 1, "kh_epochs=None", "1"), ("kh_p", 2.0, "kh_p=3.0", "2.0"),
                                     ("kh_k", 3, "kh_k=7", "3"), ("kh_delta", 0.2, "kh_delta=0.4", "0.2"),
-                                    ("kh_eps0", 0.02, "kh_eps0=0.04", "0.02"), ("kh_n", 3.0, "kh_n=4.5", "3.0")]],
+                                    ("kh_eps0", 0.02, "kh_eps0=0.04", "0.02"), ("kh_n", 3.0, "kh_n=4.5", "3.0"),
+                                    ("kh_top", 20, "kh_top=0", "20")]],
     (CLUSTERS, "dtype", "float32", "dtype applies to engine='tensorflow' and layer1='krotov' only; engine='numpy' "
                                    "with layer1='clusters' is float64"),
     (dict(CLUSTERS, engine="reference"), "dtype", "float32", "dtype applies to engine='tensorflow' and "
@@ -101,10 +112,12 @@ NOT_HERE = [  # (layer, option, value, the whole message)
 ]
 HERE = [  # (layer, option, value): the same options where they apply
     *[(SHARED, name, value) for name, value in [("pool", 2), ("pool_mode", "sum"), ("code", "onehot"), ("norm", True),
-                                                ("label_gain", 2.0), ("unit_norm", True)]],
+                                                ("label_gain", 2.0), ("unit_norm", True), ("patch_norm", True),
+                                                ("pixels", 1.0), ("l2_winners", 3)]],
     *[(KROTOV, name, value) for name, value in [("norm", True), ("label_gain", 2.0), ("unit_norm", True),
+                                                ("l2_winners", 3),
                                                 ("kh_epochs", 1), ("kh_p", 2.0), ("kh_k", 3), ("kh_delta", 0.2),
-                                                ("kh_eps0", 0.02), ("kh_n", 3.0), ("dtype", "float32")]],
+                                                ("kh_eps0", 0.02), ("kh_n", 3.0), ("kh_top", 5), ("dtype", "float32")]],
     (dict(CLUSTERS, engine="tensorflow"), "dtype", "float32"), (dict(CLUSTERS, engine="tensorflow"), "jit_compile", True),
     (dict(layout="stride"), "stride", 4), (dict(SHARED, layout="stride"), "stride", 4),
     (CLUSTERS, "wta", "log"), (CLUSTERS, "wta", "cluster"), (SHARED, "wta", "cluster"),
@@ -133,6 +146,24 @@ def test_every_research_option_is_checked_where_it_does_not_apply():
     for name, (layers, _) in OPTIONS.items():
         assert {(name, layer) for layer in ("clusters", "shared", "krotov") if layer not in layers} <= refused, name
     assert {"dtype", "jit_compile", "stride", "wta"} <= {name for name, _ in refused}
+
+
+def test_l2_winners_must_be_smaller_than_N2():
+    with pytest.raises(ValueError, match=r"^l2_winners=5 must be smaller than N2=5 \(the layer-2 units that keep "
+                                         r"their inputs in training\)$"):
+        Config(**SHARED, N2=5, l2_winners=5)
+    assert Config(**KROTOV, N2=5, l2_winners=4).l2_winners == 4
+    assert Config(**SHARED, N2=1).N2 == 1  # the log's single winner needs no other unit
+
+
+def test_pixels_add_the_side_channel_to_layer_2s_input():
+    """pixels > 0: N1, w2 and the memory estimate grow by the 196 values of the side channel."""
+    from dreamflow_utils.model import init_weights
+    c = Config(layer1="shared", layout="stride", stride=4, C_s=20, N2=30, pixels=0.5)
+    assert c.N1 == 500 + 196 and c.w1_shape == (81, 20) and init_weights(c).w2.shape == (696, 30)
+    assert c.replace(pixels=0.0).N1 == 500 and c.replace(pool=2).N1 == 20 * 9 + 196
+    assert memory_estimate(c)["w2 (N1 x N2: C_s, N2)"] == 4 * 8 * 696 * 30
+    assert Config(**c.to_dict()) == c
 
 
 def test_replace_and_dict_round_trip():

@@ -150,3 +150,69 @@ def test_krotov_config_checks(changes, name):
         Config(**{**BASE, **changes})
     with pytest.raises(ValueError, match="kh_p"):
         Config(layout="block", kh_p=2.0)
+
+
+def test_readout_with_l2_winners_is_the_dense_rule():
+    """l2_winners=3: each sample's 3 most active units keep their inputs (l2), pred = l2 @ W.T sums
+    over them, dW = W * sum_b l2_b (x) err_b, and unit_norm rescales every active unit's column."""
+    config = Config(**BASE, norm=True, label_gain=2.0, unit_norm=True, l2_winners=3)
+    w = init_weights(config)
+    (x, y), _ = DATA
+    e = readout_phase(config, w)
+    e.train_batches(x[:20], y[:20])
+    Sp = np.sign(w.w1.T) * np.abs(w.w1.T) ** 2
+    l1 = np.maximum(x[:20] @ Sp.T, 0) ** 2.0
+    l1 /= np.linalg.norm(l1, axis=1, keepdims=True)
+    cl = 2.0 * np.eye(10)[y[:20]]
+    l2_in = l1 @ w.w2 + cl @ w.w3
+    top = np.argsort(-l2_in, axis=1, kind="stable")[:, :3]
+    l2 = np.zeros_like(l2_in)
+    np.put_along_axis(l2, top, np.take_along_axis(l2_in, top, axis=1), axis=1)
+    expect = []
+    for W, target in ((w.w2, l1), (w.w3, cl)):
+        pred = l2 @ W.T
+        err = (target - pred) / np.where(pred > config.prec, pred, 1)
+        dw = W * np.einsum("bi,bj->ij", err, l2)
+        expect.append(W + config.xi / np.abs(dw).max() * dw)
+    won = np.unique(top)
+    expect[0][:, won] /= np.linalg.norm(expect[0][:, won], axis=0)
+    got = e.weights()
+    assert len(won) > len(np.unique(top[:, 0]))
+    assert np.max(np.abs(got.w2 - expect[0])) <= 1e-9 and np.max(np.abs(got.w3 - expect[1])) <= 1e-9
+    others = np.setdiff1d(np.arange(config.N2), won)
+    assert np.array_equal(got.w2[:, others], w.w2[:, others])
+
+
+def test_kh_top_keeps_each_samples_largest_code_values():
+    """kh_top=5: the code is relu(I)^n with all but each sample's 5 largest values set to 0 (ties
+    to the lower unit), then normalised; the read-out learns on that code by the dense rule."""
+    config = Config(**BASE, norm=True, kh_top=5)
+    w = init_weights(config)
+    (x, y), _ = DATA
+    Sp = np.sign(w.w1.T) * np.abs(w.w1.T) ** 2
+    dense = np.maximum(x[:20] @ Sp.T, 0) ** 2.0
+    expect = np.zeros_like(dense)
+    for b, row in enumerate(dense):
+        keep = sorted(range(len(row)), key=lambda u: (-row[u], u))[:5]
+        expect[b, keep] = row[keep]
+    expect /= np.linalg.norm(expect, axis=1, keepdims=True)
+    e = readout_phase(config, w)
+    np.testing.assert_allclose(e.codes(x[:20]), expect, rtol=0, atol=1e-12)
+    assert (np.count_nonzero(e.codes(x[:20]), axis=1) <= 5).all()
+    cl = np.eye(10)[y[:20]]
+    l2_in = expect @ w.w2 + cl @ w.w3
+    l2 = np.zeros_like(l2_in)
+    l2[np.arange(20), l2_in.argmax(1)] = l2_in.max(1)
+    e.train_batches(x[:20], y[:20])
+    pred = l2 @ w.w2.T
+    err = (expect - pred) / np.where(pred > config.prec, pred, 1)
+    dw = w.w2 * np.einsum("bi,bj->ij", err, l2)
+    assert np.max(np.abs(e.weights().w2 - (w.w2 + config.xi / np.abs(dw).max() * dw))) <= 1e-9
+
+
+def test_kh_top_ties_go_to_the_lower_unit():
+    config = Config(**BASE, kh_top=2)
+    w = init_weights(config)
+    tied = type(w)(np.ones_like(w.w1), w.w2, w.w3)  # every unit the same: all code values equal
+    code = make_engine(config, tied).codes(DATA[0][0][:3])
+    assert (np.flatnonzero(code[0]) == [0, 1]).all()

@@ -21,6 +21,17 @@ CASES = {  # name: (config, the accuracy it must reach; measured over seeds 0-4:
                                 **(CLUSTERS | {"C_s": 10})), 0.9),
     "numpy-krotov": (Config(layer1="krotov", layout=None, norm=True, Nep=4, kh_epochs=2, kh_k=2,
                             **(CLUSTERS | {"C_s": 100})), 0.7),
+    # the research options (seeds 0-4: 1.0; krotov with l2_winners 0.77-0.88, with kh_top 0.81-0.93)
+    "numpy-shared-patch_norm": (Config(layer1="shared", layout="stride", stride=4, norm=True, patch_norm=True, Nep=2,
+                                       **(CLUSTERS | {"C_s": 10, "xi": 0.05})), 0.9),
+    "numpy-shared-pixels": (Config(layer1="shared", layout="stride", stride=4, norm=True, pixels=0.5, Nep=2,
+                                   **(CLUSTERS | {"C_s": 10, "N2": 60})), 0.9),
+    "numpy-shared-l2_winners": (Config(layer1="shared", layout="stride", stride=4, norm=True, l2_winners=3, Nep=2,
+                                       **(CLUSTERS | {"C_s": 10, "xi": 0.05})), 0.9),
+    "numpy-krotov-kh_top": (Config(layer1="krotov", layout=None, norm=True, kh_top=10, Nep=4, kh_epochs=2,
+                                   kh_k=2, **(CLUSTERS | {"C_s": 100, "xi": 0.05})), 0.7),
+    "numpy-krotov-l2_winners": (Config(layer1="krotov", layout=None, norm=True, l2_winners=3, Nep=4, kh_epochs=2,
+                                       kh_k=2, **(CLUSTERS | {"C_s": 100, "xi": 0.05})), 0.7),
 }
 
 

@@ -30,6 +30,24 @@ CASES = [
     ("stride3-one-detector", dict(layout="stride", stride=3, C_s=1, N2=13, pool=2), 20),
     ("stride1-norm", dict(layout="stride", stride=1, C_s=4, N2=20, norm=True, xi=0.05), 10),
     ("stride1-pool4-sum", dict(layout="stride", stride=1, C_s=3, N2=16, pool=4, pool_mode="sum"), 10),
+    # patch_norm, pixels, l2_winners: each alone, then together
+    ("block-patchnorm", dict(layout="block", C_s=10, N2=50, patch_norm=True), 20),
+    ("stride2-pool2-max-patchnorm", dict(layout="stride", stride=2, C_s=8, N2=100, pool=2, patch_norm=True, xi=0.05),
+     20),
+    ("stride4-pixels", dict(layout="stride", stride=4, C_s=8, N2=60, pixels=1.0), 20),
+    ("stride4-onehot-norm-pixels", dict(layout="stride", stride=4, C_s=12, N2=80, code="onehot", norm=True,
+                                        pixels=0.4, vote=5), 15),
+    ("overlap-winners2", dict(layout="overlap", C_s=7, N2=30, l2_winners=2, xi=0.05), 10),
+    ("stride4-winners3-unitnorm", dict(layout="stride", stride=4, C_s=6, N2=40, l2_winners=3, unit_norm=True,
+                                       norm=True, label_gain=2.5), 20),
+    ("stride2-pool3-sum-all", dict(layout="stride", stride=2, C_s=8, N2=60, pool=3, pool_mode="sum", norm=True,
+                                   patch_norm=True, pixels=0.5, l2_winners=4, unit_norm=True, vote=3), 10),
+    ("stride1-norm-all", dict(layout="stride", stride=1, C_s=4, N2=20, norm=True, xi=0.05, patch_norm=True,
+                              pixels=2.0, l2_winners=3), 10),
+    ("stride1-pool4-sum-all", dict(layout="stride", stride=1, C_s=3, N2=16, pool=4, pool_mode="sum", patch_norm=True,
+                                   pixels=1.0, l2_winners=2), 10),
+    ("block-pool2-onehot-all", dict(layout="block", C_s=9, N2=70, pool=2, code="onehot", patch_norm=True, pixels=3.0,
+                                    l2_winners=5), 20),
 ]
 N_BATCHES = 60
 
@@ -74,7 +92,8 @@ def test_equals_reference(data, changes, B):
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
 @pytest.mark.parametrize("changes, B", [c[1:] for c in CASES if c[0] in
-                                        ("stride4-norm", "stride2-pool3-sum-onehot", "block-pool2-norm")])
+                                        ("stride4-norm", "stride2-pool3-sum-onehot", "block-pool2-norm",
+                                         "stride2-pool3-sum-all")])
 def test_thread_count_does_not_matter(data, changes, B):
     """1 or 2 threads, updates serial or in parallel: bit-identical."""
     (x, y), (xt, _) = data
@@ -188,3 +207,16 @@ def test_layer2_by_rows_is_bit_identical():
             dense[r, code_i[r, :nnz[r]]] = code_v[r, :nnz[r]]
         expect = dense @ w2 + (1.7 * w3[labels] if len(labels) else 0)
         np.testing.assert_allclose(a, expect, rtol=1e-12, atol=1e-12)
+
+
+def test_l2_winners_ties_go_to_the_lower_units(data):
+    """Layer-2 inputs all equal (w2, w3 constant): the units 0..l2_winners-1 are active, as in the oracle."""
+    (x, y), _ = data
+    config = Config(layer1="shared", layout="stride", stride=4, C_s=5, N2=20, B=10, T_s=100, l2_winners=3)
+    w = init_weights(config)
+    tied = Weights(w.w1, np.ones_like(w.w2), np.ones_like(w.w3))
+    ref, eng = SharedReference(config, tied), SharedEngine(config, tied)
+    for engine in (ref, eng):
+        engine.train_batches(x[:10], y[:10])
+    assert max_diff(ref.weights(), eng.weights()) <= TOL
+    np.testing.assert_array_equal(np.flatnonzero((eng.weights().w2 != 1).any(axis=0)), [0, 1, 2])

@@ -91,3 +91,76 @@ def test_weights_must_fit_the_config(bad):
     w = init_weights(c)
     with pytest.raises(ValueError, match="w1 has shape"):
         make_engine(c, Weights(bad, w.w2, w.w3))
+
+
+def test_patch_norm_makes_the_model_contrast_invariant():
+    """patch_norm: every patch is divided by its length before the detectors see it and as the
+    bank's target, so images scaled by any factor give the same codes and the same training;
+    a blank patch stays 0 (no NaN)."""
+    c = Config(layout="stride", stride=4, C_s=4, N2=10, patch_norm=True, **SMALL)
+    (x, y), _ = DATA
+    x = x[:200].copy()
+    x[0] = 0.0  # a blank image
+    scaled = x * np.random.default_rng(0).uniform(0.1, 10, (len(x), 1))
+    a, b = make_engine(c), make_engine(c)
+    np.testing.assert_allclose(a.codes(scaled), a.codes(x), rtol=1e-12, atol=1e-15)
+    assert not a.codes(x)[0].any() and np.isfinite(a.codes(x)).all()
+    a.train_batches(x, y[:200])
+    b.train_batches(scaled, y[:200])
+    for u, v in zip(a.weights(), b.weights()):
+        np.testing.assert_allclose(u, v, rtol=1e-9)
+    plain = make_engine(c.replace(patch_norm=False))
+    assert not np.allclose(plain.codes(scaled), plain.codes(x))  # without it the codes follow the contrast
+    block = Config(layout="block", C_s=4, N2=5, patch_norm=True, **SMALL)
+    single, patch = np.zeros((1, 784)), np.linspace(0.1, 2, 81)
+    single[0, patch_indices("block")[4]] = patch
+    out = make_engine(block).codes(single).reshape(9, 4)
+    assert np.count_nonzero(out) == 1
+    assert out[4].max() == pytest.approx((patch / np.linalg.norm(patch) @ init_weights(block).w1).max(), rel=1e-12)
+
+
+def test_pixels_append_the_pooled_image_to_layer_2s_input():
+    """pixels: layer 2 reads [code, pixels * p], p the image's 2x2 block means (row by row) over
+    their length; w2 reconstructs the side channel like the code; the bank learns as without it."""
+    c = Config(layout="stride", stride=4, C_s=3, N2=8, norm=True, pixels=2.5, **SMALL)
+    (x, y), _ = DATA
+    x = x[:40].copy()
+    x[1] = 0.0  # an all-zero image: its side channel is 0
+    w = init_weights(c)
+    off = c.replace(pixels=0.0)
+    w_off = Weights(w.w1, w.w2[:off.N1], w.w3)
+    got = make_engine(c, w).codes(x)
+    assert got.shape == (40, 75 + 196)
+    np.testing.assert_array_equal(got[:, :75], make_engine(off, w_off).codes(x))
+    img = x.reshape(40, 28, 28)
+    p = np.array([[img[:, 2 * r:2 * r + 2, 2 * s:2 * s + 2].mean(axis=(1, 2)) for s in range(14)] for r in range(14)])
+    p = p.transpose(2, 0, 1).reshape(40, 196)
+    p[0] /= np.linalg.norm(p[0])
+    p[2:] /= np.linalg.norm(p[2:], axis=1, keepdims=True)
+    np.testing.assert_allclose(got[:, 75:], 2.5 * p, rtol=1e-12, atol=1e-15)
+    assert not got[1, 75:].any()
+    np.testing.assert_allclose(make_engine(c, w).scores(x), got @ w.w2, rtol=1e-12)
+    e, e_off = make_engine(c, w), make_engine(off, w_off)
+    e.train_batches(x, y[:40])
+    e_off.train_batches(x, y[:40])
+    assert np.array_equal(e.weights().w1, e_off.weights().w1)  # the bank's update does not see layer 2
+    assert not np.array_equal(e.weights().w2[75:], w.w2[75:])  # w2's side-channel rows learn
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_l2_winners_units_learn_per_sample(k):
+    """l2_winners=k: the k most active layer-2 units of each sample (input incl. the label) learn;
+    with equal inputs the lower units win, as argmax."""
+    c = Config(layout="stride", stride=4, C_s=3, N2=12, l2_winners=k, **SMALL)
+    (x, y), _ = DATA
+    w = init_weights(c)
+    e = make_engine(c, w)
+    l2_in = e.codes(x[:20]) @ w.w2 + w.w3[y[:20]]
+    e.train_batches(x[:20], y[:20])
+    changed = np.flatnonzero((e.weights().w2 != w.w2).any(axis=0))
+    expect = np.unique(np.argsort(-l2_in, axis=1, kind="stable")[:, :k])
+    np.testing.assert_array_equal(changed, expect)
+    np.testing.assert_array_equal(np.flatnonzero((e.weights().w3 != w.w3).any(axis=0)), expect)
+    tied = make_engine(c, Weights(w.w1, np.ones_like(w.w2), np.ones_like(w.w3)))
+    tied.train_batches(x[:20], y[:20])
+    np.testing.assert_array_equal(np.flatnonzero((tied.weights().w2 != 1).any(axis=0)), np.arange(k))

@@ -15,10 +15,13 @@ strongest unit by a running top-k (the notebook's full `argsort` picks the same 
 exact ties), and only the rows of the units with g != 0, which alone change.
 
 The code layer 2 reads is relu(I) ** kh_n (the activation the paper's classifier reads),
-divided by its length with `norm`. Layer 2 learns after layer 1, in the remaining epochs, by
+with `kh_top` only each sample's kh_top largest values of it, divided by its length with `norm`. Layer 2 learns after layer 1, in the remaining epochs, by
 the DreamFlow rule with the label input, exactly as for the shared layer 1
-(`shared_reference`), summing over the batch per winning unit. `config.dtype` "float32"
-halves the time of the matrix products (every array of the engine in float32).
+(`shared_reference`): per sample its `l2_winners` most active units (by argmax, one after the
+other: ties go to the lower unit) keep their inputs s, the others are 0; each sample's
+prediction sums its active units, pred = sum_t s_t * W[:, unit_t], and each active unit's
+dW = W[:, unit] * the sum over the samples it is active in of s * err. `config.dtype`
+"float32" halves the time of the matrix products (every array of the engine in float32).
 """
 from __future__ import annotations
 
@@ -70,6 +73,9 @@ class KrotovEngine:
     def _codes(self, v):
         c = self.config
         code = np.maximum(v @ self.Sp.T, 0.0) ** c.kh_n
+        if c.kh_top:  # keep each sample's kh_top largest values (a stable sort: ties to the lower unit)
+            drop = np.argsort(-code, axis=1, kind="stable")[:, c.kh_top:]
+            np.put_along_axis(code, drop, 0.0, axis=1)
         if c.norm:
             code = code / np.maximum(np.linalg.norm(code, axis=1, keepdims=True), 1e-12)
         return code
@@ -83,20 +89,34 @@ class KrotovEngine:
         dw = w[:, cols] * grad
         w[:, cols] += (self.xi / max(np.max(np.abs(dw)), self.config.prec)) * dw
 
+    @staticmethod
+    def _pred(w, top, s):
+        """Each sample's prediction (B, rows of w): the sum over its active units top[b] (in the
+        order they won) of s * w[:, unit]."""
+        pred = s[:, 0, None] * w[:, top[:, 0]].T
+        for t in range(1, top.shape[1]):
+            pred = pred + s[:, t, None] * w[:, top[:, t]].T
+        return pred
+
     def _readout_step(self, v, lab):
         c = self.config
-        B = len(v)
+        B, k = len(v), c.l2_winners
         l1 = self._codes(v)
         l2_in = (self.w2.T @ l1.T).T + c.label_gain * self.w3[lab]  # the product in BLAS's fast orientation
-        j = l2_in.argmax(axis=1)
-        s = l2_in[np.arange(B), j]
-        cols, inv = np.unique(j, return_inverse=True)
+        top, rest = np.empty((B, k), np.int64), l2_in.copy()
+        for t in range(k):  # the k most active units, one after the other
+            top[:, t] = rest.argmax(axis=1)
+            rest[np.arange(B), top[:, t]] = -np.inf
+        s = np.take_along_axis(l2_in, top, axis=1)  # (B, k) their inputs
+        cols, inv = np.unique(top, return_inverse=True)
         cl = np.zeros((B, self.w3.shape[0]), self.dtype)
         cl[np.arange(B), lab] = c.label_gain
-        # per winning unit, the sum over its samples of s * err (a one-hot matrix product: in sample order)
-        member = (inv[None, :] == np.arange(len(cols))[:, None]).astype(self.dtype)  # (U, B)
-        g2 = member @ (s[:, None] * self._err(l1, s[:, None] * self.w2[:, j].T))
-        g3 = member @ (s[:, None] * self._err(cl, s[:, None] * self.w3[:, j].T))
+        # per active unit, the sum over the samples it is active in of s * err (a one-hot matrix
+        # product over the entries (b, t), b by b: in sample order)
+        member = (inv.reshape(-1)[None, :] == np.arange(len(cols))[:, None]).astype(self.dtype)  # (U, B * k)
+        post = s.reshape(-1, 1)
+        g2 = member @ (post * np.repeat(self._err(l1, self._pred(self.w2, top, s)), k, axis=0))
+        g3 = member @ (post * np.repeat(self._err(cl, self._pred(self.w3, top, s)), k, axis=0))
         self._step(self.w2, cols, g2.T)
         self._step(self.w3, cols, g3.T)
         if c.unit_norm:

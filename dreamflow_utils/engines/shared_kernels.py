@@ -3,28 +3,33 @@
 
 Forward pass, parallel over groups of samples (one group per thread; each sample's numbers
 are computed by one thread in an order that does not depend on the grouping):
-- layer 1: every position's patch times the bank W (81, C), on the patch's non-zero
-  pixels only (MNIST is mostly background; a blank patch is skipped: all its outputs are
-  0, so its winner outputs 0 and it switches nothing on); the winner per position;
-- the code, sparse: (index, value) pairs in ascending index order, pooled per cell over
-  the positions' winners, then normalised;
-- layer 2's input: the code's few rows of w2 (N1, N2) summed in index order (as a dot
+- layer 1: every position's patch (divided by its length with patch_norm) times the bank
+  W (81, C), on the patch's non-zero pixels only (MNIST is mostly background; a blank patch
+  is skipped: all its outputs are 0, so its winner outputs 0 and it switches nothing on);
+  the winner per position;
+- layer 2's input, sparse: (index, value) pairs in ascending index order, the code pooled
+  per cell over the positions' winners, then normalised, then (pixels > 0) the non-zeros of
+  the pixel side channel (`_side_channel`);
+- layer 2's input times w2: its few rows of w2 (N1, N2) summed in index order (as a dot
   product sums), vectorised along N2 in tiles of `TILE` columns for the whole group of
   samples (the rows' tiles stay in cache), plus the label's w3 row when training; dense
-  codes (stride 1) go by rows of w2 instead, each row's tile read once per group
+  inputs (stride 1) go by rows of w2 instead, each row's tile read once per group
   (`_layer2_by_rows`, the same numbers);
+- layer 2's k = l2_winners active units (argmax, then argmax of the rest, ...) and the
+  sample's relative errors of w2 and w3 (`_errors`: pred sums its active units);
 - the bank's error terms of the sample, summed per winning detector.
 
-Updates: w2 winner by winner on its transposed copy w2t (N2, N1), where a winner's column
-is a contiguous row (its samples' terms summed in sample order), then copied into w2's
-columns row by row; the bank detector by detector (samples in order); w3 (10 rows)
+Updates: w2 active unit by active unit on its transposed copy w2t (N2, N1), where a unit's
+column is a contiguous row (its samples' terms summed in sample order), then copied into
+w2's columns row by row; the bank detector by detector (samples in order); w3 (10 rows)
 serially. They run in parallel over those disjoint outputs only when the batch's work is
 large enough to pay for a parallel region (`PARALLEL_UPDATE`): the numbers are the same
-either way. Every update mirrors the oracle term by term: pred = post * w,
-err = (target - pred) / (pred if pred > prec else 1), dW = w * sum(err * post), then
-``w += xi / max(max|dW|, prec) * dW``; the maxima are reduced serially. So the results do
-not depend on the thread count; they differ from the oracle only in the order of sums with
-several non-zero terms (BLAS's, with its fused multiply-adds), i.e. the last bits.
+either way. Every update mirrors the oracle term by term: pred = the sum of post * w over
+the sample's active units, err = (target - pred) / (pred if pred > prec else 1),
+dW = w * sum(err * post), then ``w += xi / max(max|dW|, prec) * dW``; the maxima are
+reduced serially. So the results do not depend on the thread count; they differ from the
+oracle only in the order of sums with several non-zero terms (BLAS's, with its fused
+multiply-adds), i.e. the last bits.
 
 No fast-math flags: every sum keeps its written order and a NaN propagates as IEEE says
 (a NaN in max |dW| makes the step NaN, so every weight the step updates becomes NaN; the
@@ -34,6 +39,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+
+from ..config import PIXEL_CHANNEL
+from ..geometry import SIDE
 
 # error_model="numpy": a float division follows IEEE instead of checking for a zero divisor
 # (which would raise ZeroDivisionError and keeps LLVM from vectorising the update loops; no
@@ -47,6 +55,7 @@ DENSE_CODE = 192  # mean non-zeros per code from which layer 2 goes by rows of w
 SAMPLES = 64  # samples per parallel task of the inference kernels
 ROWS = 64  # rows of w2 per parallel task of the column copy
 PARALLEL_UPDATE = 1 << 14  # w2 terms per batch (winners x N1) from which the update runs in parallel
+HALF = SIDE // 2  # side of the image pooled over 2x2 blocks (the pixel side channel)
 
 
 @_jit
@@ -99,15 +108,31 @@ def det_size(cell_ptr, C):
 
 
 @_jit
-def max_nonzeros(cell_ptr, C):
-    """Most non-zeros of one code."""
-    return (len(cell_ptr) - 1) * det_size(cell_ptr, C)
+def max_nonzeros(cell_ptr, C, pixels):
+    """Most non-zeros of one layer-2 input: the code's, plus the pixel side channel's (pixels > 0)."""
+    return (len(cell_ptr) - 1) * det_size(cell_ptr, C) + (PIXEL_CHANNEL if pixels > 0 else 0)
 
 
 @_jit
-def _layer1(xb, idx, W, a, nz_q, nz_x, patch, win, val):
+def _patch_norm(nz_x, m, pk):
+    """A patch divided by its Euclidean length: its m non-zero pixels nz_x and all its pixels pk
+    (a length that underflows to 0 divides by 1, as the oracle's)."""
+    ss = 0.0
+    for t in range(m):
+        ss += nz_x[t] * nz_x[t]
+    length = np.sqrt(ss)
+    if length > 0.0:
+        for t in range(m):
+            nz_x[t] = nz_x[t] / length
+        for q in range(len(pk)):
+            pk[q] = pk[q] / length
+
+
+@_jit
+def _layer1(xb, idx, W, patch_norm, a, nz_q, nz_x, patch, win, val):
     """Each position's winning detector win[k] and its output val[k] for one image xb (784,);
-    patch[k] gets the pixels of every position.
+    patch[k] gets the pixels of every position (divided by the patch's length with
+    `patch_norm`).
 
     idx (K, 81) the patches' pixels, W (81, C) the bank. Sums over the patch's non-zero
     pixels in pixel order, four at a time (the same order of sums); the zero pixels add
@@ -127,6 +152,8 @@ def _layer1(xb, idx, W, a, nz_q, nz_x, patch, win, val):
             win[k] = 0
             val[k] = 0.0
             continue
+        if patch_norm:
+            _patch_norm(nz_x, m, pk)
         a[:C] = 0.0
         t = 0
         while t + 4 <= m:
@@ -200,6 +227,46 @@ def _code(win, val, cell_ptr, cell_pos, C, pool_max, onehot, norm, det, dval, dc
         den = 1e-12 if length < 1e-12 else length  # np.maximum(length, 1e-12), a NaN stays
         for e in range(n):
             code_v[e] = code_v[e] / den
+    return n
+
+
+@_jit
+def _block_mean(xb, r):
+    """The image xb (784,) average-pooled over 2x2 pixel blocks, value r (row by row)."""
+    i = 2 * SIDE * (r // HALF) + 2 * (r % HALF)
+    return (xb[i] + xb[i + 1] + xb[i + SIDE] + xb[i + SIDE + 1]) / 4.0
+
+
+@_jit
+def _side_channel(xb, pixels, n1, code_i, code_v, n):
+    """Appends the pixel side channel of image xb to a sparse code of n entries: index n1 + r,
+    value pixels * p[r] / |p| (|p| = 0: 1) of p the image's 2x2 block means, its non-zeros
+    only; returns the new number of entries."""
+    ss = 0.0
+    for r in range(PIXEL_CHANNEL):
+        pr = _block_mean(xb, r)
+        ss += pr * pr
+    length = np.sqrt(ss)
+    den = length if length > 0.0 else 1.0  # np.where(length > 0, length, 1): a NaN divides by 1
+    for r in range(PIXEL_CHANNEL):
+        v = pixels * (_block_mean(xb, r) / den)
+        if v != 0.0:
+            code_i[n] = n1 + r
+            code_v[n] = v
+            n += 1
+    return n
+
+
+@_jit
+def _input(xb, idx, W, cell_ptr, cell_pos, patch_norm, pool_max, onehot, norm, pixels, a, nz_q, nz_x, patch, win, val,
+           det, dval, dcnt, code_i, code_v):
+    """Layer 1 of image xb (`_layer1`: win, val, patch) and the sparse layer-2 input it gives
+    (`_code`, then `_side_channel` with pixels > 0) in code_i, code_v; returns its length."""
+    C = W.shape[1]
+    _layer1(xb, idx, W, patch_norm, a, nz_q, nz_x, patch, win, val)
+    n = _code(win, val, cell_ptr, cell_pos, C, pool_max, onehot, norm, det, dval, dcnt, code_i, code_v)
+    if pixels > 0:
+        n = _side_channel(xb, pixels, (len(cell_ptr) - 1) * C, code_i, code_v, n)
     return n
 
 
@@ -343,8 +410,8 @@ def _bank_terms(patch, win, val, Wt, prec, pr_all, touched):
 
 
 @_parallel
-def codes(x, idx, W, cell_ptr, cell_pos, pool_max, onehot, norm, code_i, code_v, nnz):
-    """The sparse codes of x (n, 784): code_i, code_v (n, max non-zeros), nnz (n,)."""
+def codes(x, idx, W, cell_ptr, cell_pos, patch_norm, pool_max, onehot, norm, pixels, code_i, code_v, nnz):
+    """The sparse layer-2 inputs of x (n, 784): code_i, code_v (n, max non-zeros), nnz (n,)."""
     n = x.shape[0]
     K, P = idx.shape
     C = W.shape[1]
@@ -354,19 +421,18 @@ def codes(x, idx, W, cell_ptr, cell_pos, pool_max, onehot, norm, code_i, code_v,
         win, val = np.empty(K, np.int64), np.empty(K)
         det, dval, dcnt = np.empty(D, np.int64), np.empty(D), np.empty(D, np.int64)
         for b in range(blk * SAMPLES, min(n, (blk + 1) * SAMPLES)):
-            _layer1(x[b], idx, W, a, nz_q, nz_x, patch, win, val)
-            nnz[b] = _code(win, val, cell_ptr, cell_pos, C, pool_max, onehot, norm, det, dval, dcnt,
-                           code_i[b], code_v[b])
+            nnz[b] = _input(x[b], idx, W, cell_ptr, cell_pos, patch_norm, pool_max, onehot, norm, pixels, a, nz_q,
+                            nz_x, patch, win, val, det, dval, dcnt, code_i[b], code_v[b])
 
 
 @_parallel
-def scores(x, idx, W, cell_ptr, cell_pos, pool_max, onehot, norm, w2, out):
+def scores(x, idx, W, cell_ptr, cell_pos, patch_norm, pool_max, onehot, norm, pixels, w2, out):
     """Layer 2's input without the label, out (n, N2), for x (n, 784)."""
     n = x.shape[0]
     K, P = idx.shape
     C = W.shape[1]
     D = det_size(cell_ptr, C)
-    M = max_nonzeros(cell_ptr, C)
+    M = max_nonzeros(cell_ptr, C, pixels)
     for blk in prange((n + SAMPLES - 1) // SAMPLES):
         b0, b1 = blk * SAMPLES, min(n, (blk + 1) * SAMPLES)
         a, nz_q, nz_x, patch = np.empty(C), np.empty(P, np.int64), np.empty(P), np.empty((K, P))
@@ -374,33 +440,55 @@ def scores(x, idx, W, cell_ptr, cell_pos, pool_max, onehot, norm, w2, out):
         det, dval, dcnt = np.empty(D, np.int64), np.empty(D), np.empty(D, np.int64)
         code_i, code_v, nnz = np.empty((b1 - b0, M), np.int64), np.empty((b1 - b0, M)), np.empty(b1 - b0, np.int64)
         for b in range(b0, b1):
-            _layer1(x[b], idx, W, a, nz_q, nz_x, patch, win, val)
-            nnz[b - b0] = _code(win, val, cell_ptr, cell_pos, C, pool_max, onehot, norm, det, dval, dcnt,
-                                code_i[b - b0], code_v[b - b0])
+            nnz[b - b0] = _input(x[b], idx, W, cell_ptr, cell_pos, patch_norm, pool_max, onehot, norm, pixels, a,
+                                 nz_q, nz_x, patch, win, val, det, dval, dcnt, code_i[b - b0], code_v[b - b0])
         _layer2_any(code_i, code_v, nnz, w2, out[b0:b1], w2[:0], nnz[:0], 0.0)
 
 
 @_jit
-def _w2_terms(wj, g, samples, sw, l1, prec):
-    """One layer-2 winner's update of its w2 column wj (N1,) (a row of w2t): into g, dW =
-    wj * sum over its samples (in order) of err * s, with pred = s * wj, target the code;
+def _errors(lb, w2t, w3, units, s, label, label_gain, prec, e2, r3):
+    """One sample's relative errors: e2 (N1,) of w2's reconstruction of its layer-2 input lb,
+    r3 (10,) of w3's of its label; pred = the sum over its active layer-2 units (in the order
+    they won) of s * the unit's column, err = (target - pred) / (pred if pred > prec else 1)."""
+    N1 = len(lb)
+    w, s0 = w2t[units[0]], s[0]
+    for r in range(N1):
+        e2[r] = s0 * w[r]
+    for t in range(1, len(units)):
+        w, st = w2t[units[t]], s[t]
+        for r in range(N1):
+            e2[r] += st * w[r]
+    for r in range(N1):
+        p = e2[r]
+        e2[r] = (lb[r] - p) / (p if p > prec else 1.0)
+    for c in range(len(r3)):
+        p = s[0] * w3[c, units[0]]
+        for t in range(1, len(units)):
+            p += s[t] * w3[c, units[t]]
+        tv = label_gain if c == label else 0.0
+        r3[c] = (tv - p) / (p if p > prec else 1.0)
+
+
+@_jit
+def _w2_terms(wj, g, entries, sw, E2, k):
+    """One active layer-2 unit's update of its w2 column wj (N1,) (a row of w2t): into g, dW =
+    wj * the sum over its entries (sample b = entry // k, in sample order) of E2[b] * s;
     returns max |dW|."""
     N1 = len(wj)
     g[:] = 0.0
-    for b in samples:
-        s, lb = sw[b], l1[b]
+    for e in entries:
+        s, eb = sw[e], E2[e // k]
         for r in range(N1):
-            p = s * wj[r]
-            g[r] += ((lb[r] - p) / (p if p > prec else 1.0)) * s
+            g[r] += eb[r] * s
     return _times_weights(wj, g)
 
 
 @_jit
-def _update_task(task, n_won, won, w2t, G, grp_b, grp_ptr, sw, l1, prec, touched, P, Wt, E1, gmax, bmax):
-    """One independent piece of a batch's update: winner `task`'s w2 column, or (task >= n_won)
+def _update_task(task, n_won, won, w2t, G, grp_b, grp_ptr, sw, E2, k, touched, P, Wt, E1, gmax, bmax):
+    """One independent piece of a batch's update: active unit `task`'s w2 column, or (task >= n_won)
     detector task - n_won of the bank."""
     if task < n_won:
-        gmax[task] = _w2_terms(w2t[won[task]], G[task], grp_b[grp_ptr[task]:grp_ptr[task + 1]], sw, l1, prec)
+        gmax[task] = _w2_terms(w2t[won[task]], G[task], grp_b[grp_ptr[task]:grp_ptr[task + 1]], sw, E2, k)
     else:
         bmax[task - n_won] = _bank_sum(task - n_won, touched, P, Wt, E1[task - n_won])
 
@@ -453,55 +541,62 @@ def _apply_copy(w2t, G, cols, slots, s2, apply, w2, r0, r1):
 
 
 @_parallel
-def train_batches(groups, par_min, x, y, idx, cell_ptr, cell_pos, pool_max, onehot, norm, label_gain, unit_norm,
-                  W, Wt, w2, w2t, w3, xi, prec,
-                  win, val, code_i, code_v, nnz, l1, l2_in, jw, sw, slot_of, won, fill, grp_ptr, grp_b,
+def train_batches(groups, par_min, x, y, idx, cell_ptr, cell_pos, patch_norm, pool_max, onehot, norm, pixels,
+                  label_gain, unit_norm, k, W, Wt, w2, w2t, w3, xi, prec,
+                  win, val, code_i, code_v, nnz, l1, l2_in, jw, sw, E2, R3, slot_of, won, fill, grp_ptr, grp_b,
                   P, touched, G, gmax, E1, bmax, E3):
     """Train on consecutive batches of B samples of x (n, 784), labels y (n,); the forward pass
     runs in `groups` parallel tasks (one per thread; any number gives the same numbers), the
-    updates of w2 and the bank in parallel when the batch's winners x N1 >= par_min.
+    updates of w2 and the bank in parallel when the batch's active units x N1 >= par_min.
 
     Weights, updated in place: W (81, C) the bank and Wt (C, 81) its transpose, w2 (N1, N2)
-    and w2t (N2, N1) its transpose (each pair kept equal), w3 (10, N2). Work arrays
-    (B = batch size, K positions, M = `max_nonzeros`): win, val (B, K) the winners,
-    code_i, code_v (B, M), nnz (B,) the codes, l1 (B, N1) all 0 (the codes, dense; reset
-    after use), l2_in (B, N2), jw, sw (B,) layer 2's winners and their inputs; slot_of
-    (N2,) all -1, won, fill (B,), grp_ptr (B + 1,), grp_b (B,) the batch's winners and their
-    samples; P (B, C, 81), touched (B, C) the bank's terms per sample; G (B, N1), gmax (B,)
-    w2's update per winner; E1 (C, 81), bmax (C,) the bank's; E3 (10, B) w3's."""
+    and w2t (N2, N1) its transpose (each pair kept equal), w3 (10, N2). Each sample has k
+    active layer-2 units (`l2_winners`), its entries b * k .. b * k + k - 1. Work arrays
+    (B = batch size, K positions, M = `max_nonzeros`, U = min(B * k, N2)): win, val (B, K) the
+    winners, code_i, code_v (B, M), nnz (B,) the layer-2 inputs, l1 (B, N1) all 0 (the same,
+    dense; reset after use), l2_in (B, N2), jw, sw (B * k,) layer 2's active units and their
+    inputs, E2 (B, N1), R3 (B, 10) the samples' errors of w2 and w3; slot_of (N2,) all -1,
+    won, fill (U,), grp_ptr (U + 1,), grp_b (B * k,) the batch's active units and their
+    entries; P (B, C, 81), touched (B, C) the bank's terms per sample; G (U, N1), gmax (U,)
+    w2's update per active unit; E1 (C, 81), bmax (C,) the bank's; E3 (10, U) w3's."""
     B = l2_in.shape[0]
     K, PP = idx.shape
     C = W.shape[1]
-    N1, N2 = w2.shape
+    N1 = w2.shape[0]
     n_lab = w3.shape[0]
     D = det_size(cell_ptr, C)
     groups = max(1, min(B, groups))
     for i in range(len(x) // B):
         off = i * B
-        # the forward pass and the bank's terms, a group of samples per task
+        # the forward pass, the bank's terms and the samples' errors, a group of samples per task
         for grp in prange(groups):
             b0, b1 = grp * B // groups, (grp + 1) * B // groups
             a, nz_q, nz_x, patch = np.empty(C), np.empty(PP, np.int64), np.empty(PP), np.empty((K, PP))
             det, dval, dcnt = np.empty(D, np.int64), np.empty(D), np.empty(D, np.int64)
             for b in range(b0, b1):
                 xb = x[off + b]
-                _layer1(xb, idx, W, a, nz_q, nz_x, patch, win[b], val[b])
+                m = _input(xb, idx, W, cell_ptr, cell_pos, patch_norm, pool_max, onehot, norm, pixels, a, nz_q, nz_x,
+                           patch, win[b], val[b], det, dval, dcnt, code_i[b], code_v[b])
                 _bank_terms(patch, win[b], val[b], Wt, prec, P[b], touched[b])
-                m = _code(win[b], val[b], cell_ptr, cell_pos, C, pool_max, onehot, norm, det, dval, dcnt,
-                          code_i[b], code_v[b])
                 nnz[b] = m
                 for e in range(m):
                     l1[b, code_i[b, e]] = code_v[b, e]
             _layer2_any(code_i[b0:b1], code_v[b0:b1], nnz[b0:b1], w2, l2_in[b0:b1], w3, y[off + b0:off + b1],
                         label_gain)
             for b in range(b0, b1):
-                j = _argmax_wide(l2_in[b])
-                jw[b] = j
-                sw[b] = l2_in[b, j]
-        # the batch's layer-2 winners (in order of first win) and their samples (ascending)
+                row = l2_in[b]
+                for t in range(k):  # the k most active units, one after the other
+                    j = _argmax_wide(row)
+                    jw[b * k + t] = j
+                    sw[b * k + t] = row[j]
+                    if t + 1 < k:
+                        row[j] = -np.inf
+                _errors(l1[b], w2t, w3, jw[b * k:(b + 1) * k], sw[b * k:(b + 1) * k], y[off + b], label_gain, prec,
+                        E2[b], R3[b])
+        # the batch's active units (in order of first activity) and their entries (ascending)
         n_won = 0
-        for b in range(B):
-            j = jw[b]
+        for e in range(B * k):
+            j = jw[e]
             if slot_of[j] < 0:
                 slot_of[j] = n_won
                 won[n_won] = j
@@ -512,33 +607,30 @@ def train_batches(groups, par_min, x, y, idx, cell_ptr, cell_pos, pool_max, oneh
         for sl in range(n_won):
             grp_ptr[sl + 1] = grp_ptr[sl] + fill[sl]
             fill[sl] = grp_ptr[sl]
-        for b in range(B):
-            sl = slot_of[jw[b]]
-            grp_b[fill[sl]] = b
+        for e in range(B * k):
+            sl = slot_of[jw[e]]
+            grp_b[fill[sl]] = e
             fill[sl] += 1
-        # w3: the label's error at each winner (10 x B terms, serial)
+        # w3: the samples' label errors summed per active unit (10 x B x k terms, serial)
         m3 = 0.0
         for sl in range(n_won):
             j = won[sl]
             for c in range(n_lab):
                 acc = 0.0
                 for t in range(grp_ptr[sl], grp_ptr[sl + 1]):
-                    b = grp_b[t]
-                    s = sw[b]
-                    p = s * w3[c, j]
-                    tv = label_gain if c == y[off + b] else 0.0
-                    acc += ((tv - p) / (p if p > prec else 1.0)) * s
+                    e = grp_b[t]
+                    acc += R3[e // k, c] * sw[e]
                 d = w3[c, j] * acc
                 E3[c, sl] = d
                 m3 = _nanmax(m3, abs(d))
-        # w2 winner by winner (its samples in order) and the bank detector by detector; in
+        # w2 unit by unit (its samples in order) and the bank detector by detector; in
         # parallel when the work pays for a parallel region (the same numbers either way)
         if n_won * N1 >= par_min:
             for task in prange(n_won + C):
-                _update_task(task, n_won, won, w2t, G, grp_b, grp_ptr, sw, l1, prec, touched, P, Wt, E1, gmax, bmax)
+                _update_task(task, n_won, won, w2t, G, grp_b, grp_ptr, sw, E2, k, touched, P, Wt, E1, gmax, bmax)
         else:
             for task in range(n_won + C):
-                _update_task(task, n_won, won, w2t, G, grp_b, grp_ptr, sw, l1, prec, touched, P, Wt, E1, gmax, bmax)
+                _update_task(task, n_won, won, w2t, G, grp_b, grp_ptr, sw, E2, k, touched, P, Wt, E1, gmax, bmax)
         m2 = 0.0
         for sl in range(n_won):
             m2 = _nanmax(m2, gmax[sl])
@@ -546,7 +638,7 @@ def train_batches(groups, par_min, x, y, idx, cell_ptr, cell_pos, pool_max, oneh
         for c in range(C):
             m1 = _nanmax(m1, bmax[c])
         s2, s3, s1 = _scale(xi, m2, prec), _scale(xi, m3, prec), _scale(xi, m1, prec)
-        slots = np.argsort(won[:n_won])  # the winners' columns in ascending order
+        slots = np.argsort(won[:n_won])  # the active units' columns in ascending order
         cols = won[slots]
         if n_won * N1 >= par_min:
             if unit_norm:

@@ -70,11 +70,33 @@ def _shared(name, stride, C_s, N2, Nep, **kw):
     return Variant(name, "shared", config, measures=("probes",))
 
 
+def shared_name(config: Config) -> str:
+    """The name of a shared-bank candidate: every setting that makes it, in the log's symbols."""
+    c = config
+    parts = [f"s{c.stride}", f"C_s={c.C_s}"]
+    if c.pool > 1:
+        parts.append(f"pool {c.pool}x{c.pool} {c.pool_mode}")
+    if c.code != "value":
+        parts.append(c.code)
+    parts += [f"N2={c.N2}", "norm" if c.norm else "no norm", f"xi={c.xi}", f"{c.Nep} epochs"]
+    return " ".join(parts)
+
+
+# the search around the stride-1 bank: a base and one change at a time (each setting chosen on the validation split)
+DENSE_BASE = Config(layer1="shared", layout="stride", stride=1, C_s=128, pool=7, pool_mode="sum", N2=2000, norm=True,
+                    xi=0.05, Nep=8)
+DENSE_CHANGES = ({}, {"C_s": 64}, {"C_s": 256}, {"pool": 5}, {"pool": 10}, {"stride": 2, "pool": 4}, {"N2": 4000},
+                 {"xi": 0.02}, {"xi": 0.1}, {"norm": False}, {"code": "onehot"}, {"pool_mode": "max"})
+# then N2=4000 (the first round's clearest gain) with the other changes that gained, over 10 epochs
+DENSE_COMBINED = tuple({"N2": 4000, "Nep": 10} | change for change in ({}, {"xi": 0.02}, {"code": "onehot"}, {"pool": 10}))
+
 SEARCH_VARIANTS = {v.name: v for v in [
     _shared("s4 C20 N2000 norm xi=0.05 (5 epochs)", 4, 20, 2000, 5, norm=True, xi=0.05),  # the symmetry study's pick
     _shared("s2 pool2 C20 N200 (3 epochs)", 2, 20, 200, 3, pool=2),  # the symmetry study's best on its test set
     _shared("s2 pool2 C20 N1000 norm xi=0.05 (3 epochs)", 2, 20, 1000, 3, pool=2, norm=True, xi=0.05),
     _shared("s2 pool2 C20 N2000 norm xi=0.05 (3 epochs)", 2, 20, 2000, 3, pool=2, norm=True, xi=0.05),
+    *[Variant(shared_name(c), "shared", c, measures=("probes",)) for c in
+      (DENSE_BASE.replace(**change) for change in DENSE_CHANGES + DENSE_COMBINED)],
 ]}
 
 
