@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .config import Config
+from .config import Config, non_default
 from .studies import RESULTS as RESULTS_DIR
 from .studies import get_study, load_records
 
@@ -101,7 +101,9 @@ def band_of(accuracies, source: str, floor: float = 0.0, seeds: dict | None = No
 
 
 def _key(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in _FREE}
+    """The fields that make the model: seed and data-set-free fields aside, defaults dropped
+    (records made before a field existed match)."""
+    return {k: v for k, v in non_default(config).items() if k not in _FREE}
 
 
 def _records(results_dir) -> tuple:

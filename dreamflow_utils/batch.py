@@ -37,7 +37,8 @@ from pathlib import Path
 from .cli import (ArgumentParser, CliError, nonnegative_int, parse_pairs, parse_seeds, parse_value, parse_values,
                   positive_int, run_cli)
 from .runs import NotebookRun, _execute, _import_papermill, _now, _quick_mode
-from .store import RunLock, _check_shrink, _check_writable, _default_csv, _is_done, _store, collect, load_record
+from .store import (RunLock, _check_shrink, _check_writable, _default_csv, _is_done, _store, collect, load_record,
+                    same_identity)
 
 __all__ = ["plan", "check", "run_batch", "add_cluster_options", "main"]
 
@@ -249,7 +250,7 @@ def run_batch(runs, runs_dir="runs", csv=None, jobs=1, scheduler=None, retries=1
                     deferred.append(i)
                     continue
                 rec = load_record(run, runs_dir)  # under the lock: what the other batch left
-                other = i in waiting_on and isinstance(rec, dict) and rec.get("identity") == identities[i] \
+                other = i in waiting_on and isinstance(rec, dict) and same_identity(rec.get("identity"), identities[i]) \
                     and str(rec.get("finished") or "") >= t_start
                 if _is_done(rec, identities[i]) or other:
                     lock.release()

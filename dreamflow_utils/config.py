@@ -30,7 +30,8 @@ OPTIONS = {"pool": (("shared",), 1), "pool_mode": (("shared",), "max"), "code": 
            "unit_norm": (("shared", "krotov"), False), "patch_norm": (("shared",), False),
            "pixels": (("shared",), 0.0), "l2_winners": (("shared", "krotov"), 1), "kh_epochs": (("krotov",), None),
            "kh_p": (("krotov",), 3.0), "kh_k": (("krotov",), 7), "kh_delta": (("krotov",), 0.4),
-           "kh_eps0": (("krotov",), 0.04), "kh_n": (("krotov",), 4.5), "kh_top": (("krotov",), 0)}
+           "kh_eps0": (("krotov",), 0.04), "kh_n": (("krotov",), 4.5), "kh_top": (("krotov",), 0),
+           "kh_center": (("krotov",), False)}
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class Config:
     power `kh_p`, anti-Hebbian rank `kh_k` and strength `kh_delta`, learning rate kh_eps0
     decaying linearly to 0), the remaining Nep - kh_epochs epochs train layer 2 on its codes
     relu(h) ** `kh_n`; with `kh_top` > 0 only each sample's kh_top largest code values stay
-    (the others 0, ties to the lower unit; before norm): a sparse code.
+    (the others 0, ties to the lower unit; before norm): a sparse code; with `kh_center` the
+    units see each image minus its own mean pixel value (in the rule and the code).
     """
 
     layout: str | None = "overlap"
@@ -123,6 +125,7 @@ class Config:
     kh_eps0: float = 0.04
     kh_n: float = 4.5
     kh_top: int = 0
+    kh_center: bool = False
 
     def __post_init__(self):
         for f in dataclasses.fields(self):  # numpy scalars -> Python scalars: records stay JSON
@@ -154,7 +157,7 @@ class Config:
         check_positive_float("xi_decay", self.xi_decay)
         if self.xi_decay > 1:
             raise ValueError(f"xi_decay must be in (0, 1], got {self.xi_decay!r}")
-        for name in ("jit_compile", "norm", "unit_norm", "patch_norm", "shuffle"):
+        for name in ("jit_compile", "norm", "unit_norm", "patch_norm", "shuffle", "kh_center"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.B > self.T_s:
@@ -295,3 +298,11 @@ def check_memory(config: Config, available: int | None = None):
         raise ValueError(f"the arrays of this config need about {total / 2**30:.2f} GiB (largest: {worst}, "
                          f"{need[worst] / 2**30:.2f} GiB with C_s={config.C_s}, N2={config.N2}, B={config.B}, "
                          f"N1={config.N1}) but this machine has {available / 2**30:.2f} GiB")
+
+
+def non_default(config: dict) -> dict:
+    """The entries of a config dict that differ from Config's defaults (unknown keys kept): a
+    config recorded before a field existed and one with that field at its default (the same
+    model) give the same dict."""
+    defaults = dataclasses.asdict(Config())
+    return {k: v for k, v in config.items() if k not in defaults or defaults[k] != v}

@@ -22,6 +22,10 @@ Conventions (follow them in new notebooks, ``notebooks/NN_<name>.ipynb``):
 * Results: ``run.report(result)`` and one ``run.show(<Figure>, "<what>")`` per figure
   (saved as ``<figures>/<stem>_<what>.png`` and shown as a static PNG, which survives
   headless execution), then ``run.save(result)`` (writes ``record_path`` if set).
+* Prose states no measured number (accuracies, seconds, sd multiples, seed counts, ratios): a
+  sentence that quotes one is printed by a code cell from the committed records or the run
+  (`reproduction_summary`, `main_job_summary`, `Quotes`, `bench_span`; seconds with the load they
+  were measured under), so it cannot drift from them (``tests/test_notebook_numbers.py``).
 
 Quick mode: with ``DREAMFLOW_QUICK=1`` (the root ``conftest.py`` sets it for pytest/nbval)
 ``setup`` trains one epoch on all the training images (exactly the first epoch of the full
@@ -66,7 +70,8 @@ from .studies.reproduction import log_table, plot_log_summary, summarize
 __all__ = [
     "QUICK_ENV", "QUICK_T_S", "QUICK_NEP", "quick_mode", "quick_config", "find_log",
     "load_data", "repo_root", "figures_folder", "show", "setup", "Run", "study_run", "show_markdown",
-    "print_log", "summary",
+    "print_log", "summary", "percent", "span", "seconds_text", "reproduction_summary", "reproduction_overview",
+    "main_job_summary", "Quotes", "bench_span",
     "clean_notebook", "check_notebook", "render", "main",
 ]
 
@@ -384,6 +389,277 @@ def summary(csv_path, figures_dir=None, name: str = "05_summary") -> dict | None
         print("rows left out: " + ", ".join(f"{n} {k}" for k, n in s["excluded"].items()))
     show(plot_log_summary(s), f"{name}_accuracy_time", figures_folder(figures_dir))
     return s
+
+
+# ----------------------------------------------------------------------------- numbers for prose
+# A notebook's prose states no measured number: the sentences that quote one are printed by a cell
+# from the committed records (or from the notebook's own run), with these helpers. A cell that reads
+# only records depends on nothing else (not on quick mode, not on the data), so it may be marked
+# ``# NBVAL_CHECK_OUTPUT``: nbval then fails when the records change and the notebook was not rendered again.
+
+def percent(ms, digits: int = 1, n: int | None = None) -> str:
+    """'71.4% ± 0.8 (n=5)' from (mean, sd) of accuracies in [0, 1]: sd None gives no '±', n None no '(n=...)'."""
+    m, s = ms
+    text = f"{100 * m:.{digits}f}%" + ("" if s is None else f" ± {100 * s:.{digits}f}")
+    return text + ("" if n is None else f" (n={n})")
+
+
+def span(values, digits: int = 1, unit: str = "") -> str:
+    """'a-b' (smallest to largest of `values`, `digits` decimals, then `unit`); one value: 'a'."""
+    lo, hi = min(values), max(values)
+    a, b = f"{lo:.{digits}f}", f"{hi:.{digits}f}"
+    return (a if a == b else f"{a}-{b}") + unit
+
+
+def seconds_text(records, key: str = "seconds", digits: int = 1, study_records=None) -> str:
+    """'16.3 ± 2.2 s (load not recorded)': `tables.timed` of the records' seconds (the runs measured
+    alone, else all of them with the load they ran under), '' without timed records. When the load
+    was not recorded, `study_records` (every run of the study) add how many of them ran at a time, by
+    their start and finish times."""
+    from .studies import tables
+    t = tables.timed(records, key)
+    if t is None:
+        return ""
+    note = t[1]
+    at_once = _overlap(study_records) if study_records is not None and "load not recorded" in note else 0
+    if at_once > 1:
+        note = f" (load not recorded; up to {at_once} of the study's runs at a time, by their start and finish times)"
+    return tables.fmt(t[0], 1, digits) + " s" + note
+
+
+def _sd_position(value: float, mean: float, sd: float | None, values) -> str:
+    """Where `value` lies among seeds of mean ± sd: 'x.x sd above the mean, inside the range of the seeds'."""
+    where = ("above every seed" if value > max(values) else "below every seed" if value < min(values)
+             else "inside the range of the seeds")
+    if not sd:
+        return where
+    k = (value - mean) / sd
+    return f"{abs(k):.1f} sd {'above' if k >= 0 else 'below'} the mean, {where}"
+
+
+def _reproduction(results_dir=None, everything: bool = False):
+    """(folder, {experiment: its ok, full, test-set MNIST records by seed}) of the reproduction study;
+    with `everything`, also the list of all its records (every variant)."""
+    from .studies import get_study, load_records
+    study = get_study("reproduction")
+    folder = Path(results_dir) if results_dir is not None else study.folder
+    records = load_records(study, folder)
+    out = {name: [] for name in LOG_EXPERIMENTS}
+    for r in sorted(records, key=lambda r: r["seed"]):
+        if r["variant"] in out and r.get("dataset", "mnist") == "mnist" and r.get("split", "test") == "test":
+            out[r["variant"]].append(r)
+    return (folder, out, records) if everything else (folder, out)
+
+
+def _accuracies(records) -> list[float]:
+    return [float(r["test_accuracy"]) for r in records]
+
+
+def _experiment_line(name: str, records) -> str:
+    """'the log's 69.07% against 68.39% ± 1.83 over 10 seeds (range 65.21-70.92%): 0.4 sd above ...'."""
+    log = LOG_EXPERIMENTS[name][1]
+    acc = _accuracies(records)
+    if not acc:
+        return f"the log's {100 * log:.2f}% (no committed records)"
+    from .studies import tables
+    m, s = tables.stats(acc)
+    return (f"the log's {100 * log:.2f}% against {percent((m, s), 2)} over {len(acc)} seeds "
+            f"(range {span([100 * a for a in acc], 2, '%')}): {_sd_position(log, m, s, acc)}")
+
+
+def reproduction_summary(run: Run, compare=(), results_dir=None) -> None:
+    """Conclusion of a log experiment notebook (01-04), printed from the reproduction study's
+    committed records (`results/reproduction/`): the record of the notebook's seed beside the log
+    (its accuracy after the first and the last epochs), mean ± sd and range over every committed seed
+    and where the log's number lies among them, the difference of means to the experiments named in
+    `compare`, and the seconds per run with the load they were measured under. Depends only on the
+    parameters (`run.requested`) and the records."""
+    c = run.requested
+    if run.log is None or c.dataset != "mnist":
+        print("no committed records of the reproduction study for this configuration: nothing to conclude from")
+        return
+    folder, exps, every = _reproduction(results_dir, everything=True)
+    name, log, epoch_s = run.log
+    records = exps[name]
+    if not records:
+        print(f"no committed records of {name} under {_shown(folder)}")
+        return
+    mine = [r for r in records if r["seed"] == c.seed]
+    if mine:
+        r, e = mine[0], mine[0]["epoch_accuracies"]
+        rest = f", then {span([100 * a for a in e[1:]], 2, '%')} over epochs 2-{len(e)}" if len(e) > 1 else ""
+        print(f"seed {c.seed} ({_shown(r['record_path'])}): {100 * r['test_accuracy']:.2f}% after {len(e)} epochs "
+              f"({100 * e[0]:.2f}% after epoch 1{rest}); the log: {100 * log:.2f}% "
+              f"({100 * (r['test_accuracy'] - log):+.2f} points)")
+    else:
+        print(f"seed {c.seed}: no committed record")
+    print(f"{name}, {len(records)} committed seeds ({_shown(folder)}/): " + _experiment_line(name, records))
+    from .studies import tables
+    mean = tables.stats(_accuracies(records))[0]
+    for other in compare:
+        acc = _accuracies(exps[other])
+        if acc:
+            print(f"  {name} - {other}: {100 * (mean - tables.stats(acc)[0]):+.2f} points between the means "
+                  f"({other}: {percent(tables.stats(acc), 2)} over {len(acc)} seeds)")
+    print(f"seconds per {c.Nep}-epoch run (training and a test evaluation after every epoch), "
+          f"{len(records)} seeds: {seconds_text(records, study_records=every)}; the log: {c.Nep * epoch_s} s "
+          f"({epoch_s} s per epoch on its 2020 machine)")
+
+
+def reproduction_overview(results_dir=None) -> None:
+    """One line per log experiment from the reproduction study's committed records: the log's number
+    beside mean ± sd and range over the committed seeds, and where it lies among them."""
+    folder, exps = _reproduction(results_dir)
+    print(f"the reproduction study ({_shown(folder)}/), MNIST test accuracy after 10 epochs:")
+    for name, records in exps.items():
+        print(f"  {name}: " + _experiment_line(name, records))
+
+
+def _overlap(rows) -> int:
+    """The most rows whose [started, finished] intervals overlap at one time (0 without timestamps)."""
+    from datetime import datetime
+    events = []
+    for r in rows:
+        try:
+            a, b = datetime.fromisoformat(r["started"]), datetime.fromisoformat(r["finished"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        events += [(a, 1), (b, -1)]
+    most = now = 0
+    for _, step in sorted(events, key=lambda e: (e[0], e[1])):
+        now += step
+        most = max(most, now)
+    return most
+
+
+def main_job_summary(csv_path, results_dir=None) -> None:
+    """Conclusion of notebook 05, printed from the main job's table (`csv_path`) and the reproduction
+    study's records: do the main job's runs repeat the study's records of the same seeds (per-epoch
+    accuracies), the log beside the study (`reproduction_overview`), and the main job's seconds per run
+    with how many runs shared the machine (from their start and finish times; no other load recorded)."""
+    from datetime import datetime
+
+    from .studies.reproduction import epochs_of, experiment_of
+    rows = [r for r in read_csv_rows(csv_path) if experiment_of(r) and r.get("status", "ok") == "ok"
+            and str(r.get("quick", "")).lower() not in ("true", "1")]
+    exps = _reproduction(results_dir)[1]
+    study = {(name, r["seed"]): r["epoch_accuracies"] for name, rs in exps.items() for r in rs}
+    same = sum(study.get((experiment_of(r), int(r["seed"]))) == epochs_of(r) for r in rows)
+    seeds = sorted({int(r["seed"]) for r in rows})
+    seeds_text = span(seeds, 0) if seeds and seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
+    print(f"the main job ({_shown(csv_path)}): {len(rows)} complete runs, seeds {seeds_text} of each experiment; "
+          f"{same} of {len(rows)} have the per-epoch accuracies of the reproduction study's record of the same seed")
+    reproduction_overview(results_dir)
+    if not rows:
+        return
+    s = summarize(rows)["experiments"]
+    secs = [e["seconds_mean"] for e in s if e["n"]]
+    ratios = [e["log_seconds"] / e["seconds_mean"] for e in s if e["n"]]
+    times = [datetime.fromisoformat(r[k]) for r in rows for k in ("started", "finished") if r.get(k)]
+    took = f"; the {len(rows)} runs took {(max(times) - min(times)).total_seconds() / 60:.1f} minutes from the first " \
+           "start to the last finish" if times else ""
+    print(f"the main job's seconds per 10-epoch run (mean per experiment, training and a test evaluation after "
+          f"every epoch): {span(secs, 1, ' s')}, up to {_overlap(rows)} runs at a time by their start and finish "
+          f"times (no other load recorded); the log: {span([e['log_seconds'] for e in s], 0, ' s')}, "
+          f"{span(ratios, 0)} times as long{took}")
+
+
+class Quotes:
+    """Numbers for a notebook's findings, from study records: each call returns a short string for a
+    Markdown sentence (an f-string shown with `show_markdown`), so the findings quote only numbers
+    computed from the records. Variants are a study's variant names; fields are record fields
+    (accuracies in [0, 1] are shown in %)::
+
+        q = Quotes(records)
+        q("log block C20 N200")                     # '71.4% ± 0.8 (n=5)': test accuracy, mean ± sd over seeds
+        q("log block C20 N200", "probe_value", 2)   # '88.78% ± 0.10 (n=5)'
+        q.mean("log block C20 N200")                # '71.4%'
+        q.diff("shared s4 C20 N200", "log block C20 N200")   # '+12.0 points' (difference of the means)
+        q.value("log block C20 N200", "code_sim_1px")        # '0.46 ± 0.00' (not a percentage)
+        q.seconds("shared s4 C20 N200")             # '14 ± 1 s (load not recorded; ...)': `seconds_text`
+        q.ladder(1, 3, "sum", "onehot", "logistic", 2)       # '97.80% ± 0.11 (n=5)' (probe ladder)
+    """
+
+    def __init__(self, records, dataset: str = "mnist", split: str = "test"):
+        self.records = [r for r in records if r.get("dataset", "mnist") == dataset and r.get("split", "test") == split]
+
+    def of(self, variant: str) -> list[dict]:
+        rs = [r for r in self.records if r.get("variant") == variant]
+        if not rs:
+            raise KeyError(f"no records of variant {variant!r}")
+        return rs
+
+    def stats(self, variant: str, key: str = "test_accuracy") -> tuple[tuple[float, float | None], int]:
+        from .studies import tables
+        values = [r.get(key) for r in self.of(variant) if r.get(key) is not None]
+        if not values:
+            raise KeyError(f"no {key!r} in the records of {variant!r}")
+        return tables.stats(values), len(values)
+
+    def __call__(self, variant: str, key: str = "test_accuracy", digits: int = 1) -> str:
+        ms, n = self.stats(variant, key)
+        return percent(ms, digits, n)
+
+    def mean(self, variant: str, key: str = "test_accuracy", digits: int = 1) -> str:
+        return f"{100 * self.stats(variant, key)[0][0]:.{digits}f}%"
+
+    def diff(self, a: str, b: str, key_a: str = "test_accuracy", key_b: str | None = None, digits: int = 1) -> str:
+        d = self.stats(a, key_a)[0][0] - self.stats(b, key_b or key_a)[0][0]
+        return f"{100 * d:+.{digits}f} points"
+
+    def diff_span(self, variants, key_a: str, key_b: str, digits: int = 0) -> str:
+        """'16-24 points': the range over `variants` of mean(key_a) - mean(key_b)."""
+        return span([100 * (self.stats(v, key_a)[0][0] - self.stats(v, key_b)[0][0]) for v in variants], digits,
+                    " points")
+
+    def value(self, variant: str, key: str, digits: int = 2) -> str:
+        from .studies import tables
+        return tables.fmt(self.stats(variant, key)[0], 1, digits)
+
+    def seconds(self, variant: str, digits: int = 0) -> str:
+        return seconds_text(self.of(variant), digits=digits, study_records=self.records)
+
+    def ladder_stats(self, stride, pool, pool_mode, code, method, key: str = "probe_accuracy"):
+        """((mean, sd), n) of `key` of the probe-ladder entries with these settings, over the records."""
+        from .studies import tables
+        values = [lad[key] for r in self.records for lad in r.get("ladder", [])
+                  if (lad["stride"], lad["pool"], lad["pool_mode"], lad["code"], lad["method"])
+                  == (stride, pool, pool_mode, code, method) and lad.get(key) is not None]
+        if not values:
+            raise KeyError(f"no {key!r} in probe-ladder records of {(stride, pool, pool_mode, code, method)}")
+        return tables.stats(values), len(values)
+
+    def ladder(self, stride, pool, pool_mode, code, method, digits: int = 1) -> str:
+        """'97.80% ± 0.11 (n=5)': the probe accuracy of the probe-ladder entries with these settings."""
+        ms, n = self.ladder_stats(stride, pool, pool_mode, code, method)
+        return percent(ms, digits, n)
+
+    def ladder_value(self, stride, pool, pool_mode, code, method, key: str, digits: int = 2) -> str:
+        """'0.88 ± 0.00': another field of those entries (e.g. code_sim_1px), not a percentage."""
+        from .studies import tables
+        return tables.fmt(self.ladder_stats(stride, pool, pool_mode, code, method, key)[0], 1, digits)
+
+    @staticmethod
+    def against(value: float, goal: float, digits: int = 1) -> str:
+        """'0.7 points short of' / '0.3 points above' `goal` (both in [0, 1])."""
+        d = 100 * (value - goal)
+        return f"{abs(d):.{digits}f} points {'above' if d >= 0 else 'short of'}"
+
+
+def bench_span(table: dict, engine, over=None, digits: int = 2) -> str:
+    """Over the experiments of a benchmark table ({experiment: {engine: ms per batch}}, as
+    `engine_story.read_benchmark` returns it; the engine `engine_story.LOG_LABEL` is the log's own
+    ms per batch): 'a-b', the range of `engine`'s ms per batch, or with `over` of its time / `over`'s
+    time. `engine` and `over` may be lists of engines: the range over every pair."""
+    from .engine_story import LOG_LABEL, LOG_MS_PER_BATCH
+
+    def ms(name, row, col):
+        return LOG_MS_PER_BATCH[name] if col == LOG_LABEL else row[col]
+    engines = [engine] if isinstance(engine, str) else list(engine)
+    overs = [None] if over is None else [over] if isinstance(over, str) else list(over)
+    values = [ms(n, row, e) / (1 if o is None else ms(n, row, o))
+              for n, row in table.items() for e in engines for o in overs]
+    return span(values, digits)
 
 
 # ----------------------------------------------------------------------------- committed notebooks

@@ -7,7 +7,10 @@ atomically (unique temporary file, fsync, rename):
     <runs_dir>/<group>/<run_id>.ipynb         the executed notebook (notebook runs)
     <runs_dir>/<group>/<run_id>.figures/      the figures the notebook saved (notebook runs)
     <runs_dir>/<group>/<run_id>.<name>        files a function run returned
-    <runs_dir>/runs.csv                       one row per record (default CSV)
+    <runs_dir>/runs.csv                       one row per record (default CSV); a cell holding a
+                                              dict or list (the config) is JSON (`parse_cell` also
+                                              reads the Python reprs of older tables; `json_cells`
+                                              converts such a table in place)
 
 The store never lies or loses:
 * a run is skipped only if its record says "ok" AND has the same identity: everything that
@@ -28,6 +31,7 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 import warnings
@@ -40,7 +44,7 @@ from .cli import CliError, describe_oserror
 from .files import atomic_write, read_csv_rows
 from .runs import Outcome, _check_relative, _jsonable, _now
 
-__all__ = ["StoreError", "RunLock", "collect", "done", "load_record", "record_path"]
+__all__ = ["StoreError", "RunLock", "collect", "done", "load_record", "record_path", "parse_cell", "json_cells"]
 
 CSV_HEAD = ["notebook", "run_id", "seed", "quick", "test_accuracy", "seconds", "status", "error"]
 CSV_TAIL = ["epoch_accuracies", "wall_seconds", "jobs", "running_others", "numba_threads", "started", "finished",
@@ -71,8 +75,23 @@ def load_record(run, runs_dir="runs"):
     return record if isinstance(record, dict) else None
 
 
+def _canonical(identity):
+    """The identity with a function run's `config` reduced to its fields that differ from
+    Config's defaults: a record planned before an option existed (its config lacks the field)
+    and one planned after (the field at its default, the same model) are the same run."""
+    if not isinstance(identity, dict) or not isinstance(identity.get("kwargs"), dict) \
+            or not isinstance(identity["kwargs"].get("config"), dict):
+        return identity
+    from .config import non_default
+    return identity | {"kwargs": identity["kwargs"] | {"config": non_default(identity["kwargs"]["config"])}}
+
+
+def same_identity(a, b) -> bool:
+    return a == b or _canonical(a) == _canonical(b)
+
+
 def _is_done(record, identity) -> bool:
-    return isinstance(record, dict) and record.get("status") == "ok" and record.get("identity") == identity
+    return isinstance(record, dict) and record.get("status") == "ok" and same_identity(record.get("identity"), identity)
 
 
 def done(run, runs_dir="runs"):
@@ -298,8 +317,58 @@ def _table(records) -> str:
                "quick": "" if quick is None else int(bool(quick)), "jobs": load.get("jobs", ""),
                "running_others": load.get("running_others", ""),
                "numba_threads": ";".join(map(str, threads.get("numba", [])))}
-        writer.writerow(row)
+        writer.writerow({k: _cell(v) for k, v in row.items()})
     return buf.getvalue()
+
+
+def _cell(value):
+    """A table cell: a dict or list as JSON (keys in their order: a config in `Config`'s field order), the rest as is."""
+    return json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+
+
+def parse_cell(text: str):
+    """A runs table's cell that holds a dict or list (the config), as Python: JSON, as `collect` writes it,
+    or the Python repr older tables hold (single quotes, None/True); None for an empty cell."""
+    if text in (None, ""):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        import ast
+        return ast.literal_eval(text)
+
+
+def json_cells(csv_path, columns=("config",)) -> int:
+    """Convert a runs table written before its dict cells were JSON: each cell of `columns` that holds a
+    Python repr becomes JSON (the same dict, keys in their order), in place, under the folder's table lock
+    (as `collect` writes). Every other cell, the row order and the line ends stay as they are; cells
+    already JSON are left alone. Returns the number of cells converted (0: the file is not rewritten).
+
+    ``python -m dreamflow_utils.store json-cells results/frontier/runs.csv results/frontier-search/runs.csv``
+    """
+    import csv as _csv
+
+    path = Path(csv_path)
+    with _FolderLock(path.parent / ".csv.lock"):
+        with open(path, newline="") as f:
+            rows = list(_csv.reader(f))
+        if not rows:
+            return 0
+        where = [rows[0].index(c) for c in columns if c in rows[0]]
+        converted = 0
+        for row in rows[1:]:
+            for i in where:
+                if i < len(row) and row[i]:
+                    try:
+                        json.loads(row[i])
+                    except ValueError:
+                        row[i] = json.dumps(parse_cell(row[i]))
+                        converted += 1
+        if converted:
+            buf = StringIO()
+            _csv.writer(buf).writerows(rows)  # the dialect DictWriter wrote them with (\r\n line ends)
+            _write(path, buf.getvalue(), f"table {path}")
+    return converted
 
 
 def _default_csv(runs_dir) -> Path:
@@ -335,3 +404,26 @@ def collect(runs_dir="runs", csv=None, force=False):
         _check_shrink(csv, len(records), runs_dir, force)
         _write(csv, _table(records), f"table {csv}")
     return records
+
+
+def main(argv=None) -> int:
+    """python -m dreamflow_utils.store json-cells CSV...: convert runs tables' config cells to JSON (`json_cells`)."""
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m dreamflow_utils.store", description=main.__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    j = sub.add_parser("json-cells", help="rewrite the config column of runs tables from Python reprs to JSON")
+    j.add_argument("csv", nargs="+")
+    j.add_argument("--column", action="append", default=None, help="column to convert (default: config)")
+    a = p.parse_args(argv)
+    for path in a.csv:
+        try:
+            n = json_cells(path, tuple(a.column or ("config",)))
+        except (OSError, ValueError, SyntaxError, StoreError) as e:
+            print(f"error: {path}: {e}", file=sys.stderr)
+            return 1
+        print(f"{path}: {n} cells converted to JSON")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

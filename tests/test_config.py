@@ -92,7 +92,7 @@ NOT_HERE = [  # (layer, option, value, the whole message)
       for name, value, off, got in [("kh_epochs", 1, "kh_epochs=None", "1"), ("kh_p", 2.0, "kh_p=3.0", "2.0"),
                                     ("kh_k", 3, "kh_k=7", "3"), ("kh_delta", 0.2, "kh_delta=0.4", "0.2"),
                                     ("kh_eps0", 0.02, "kh_eps0=0.04", "0.02"), ("kh_n", 3.0, "kh_n=4.5", "3.0"),
-                                    ("kh_top", 20, "kh_top=0", "20")]],
+                                    ("kh_top", 20, "kh_top=0", "20"), ("kh_center", True, "kh_center=False", "True")]],
     (CLUSTERS, "dtype", "float32", "dtype applies to engine='tensorflow' and layer1='krotov' only; engine='numpy' "
                                    "with layer1='clusters' is float64"),
     (dict(CLUSTERS, engine="reference"), "dtype", "float32", "dtype applies to engine='tensorflow' and "
@@ -117,7 +117,8 @@ HERE = [  # (layer, option, value): the same options where they apply
     *[(KROTOV, name, value) for name, value in [("norm", True), ("label_gain", 2.0), ("unit_norm", True),
                                                 ("l2_winners", 3),
                                                 ("kh_epochs", 1), ("kh_p", 2.0), ("kh_k", 3), ("kh_delta", 0.2),
-                                                ("kh_eps0", 0.02), ("kh_n", 3.0), ("kh_top", 5), ("dtype", "float32")]],
+                                                ("kh_eps0", 0.02), ("kh_n", 3.0), ("kh_top", 5), ("kh_center", True),
+                                                ("dtype", "float32")]],
     (dict(CLUSTERS, engine="tensorflow"), "dtype", "float32"), (dict(CLUSTERS, engine="tensorflow"), "jit_compile", True),
     (dict(layout="stride"), "stride", 4), (dict(SHARED, layout="stride"), "stride", 4),
     (CLUSTERS, "wta", "log"), (CLUSTERS, "wta", "cluster"), (SHARED, "wta", "cluster"),

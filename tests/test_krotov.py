@@ -216,3 +216,19 @@ def test_kh_top_ties_go_to_the_lower_unit():
     tied = type(w)(np.ones_like(w.w1), w.w2, w.w3)  # every unit the same: all code values equal
     code = make_engine(config, tied).codes(DATA[0][0][:3])
     assert (np.flatnonzero(code[0]) == [0, 1]).all()
+
+
+def test_kh_center_is_the_notebooks_rule_on_centred_images():
+    """kh_center: the rule and the code see every image minus its own mean pixel value."""
+    config = Config(**BASE, kh_center=True)
+    w = init_weights(config)
+    (x, y), _ = DATA
+    centred = x - x.mean(axis=1, keepdims=True)
+    e = make_engine(config, w)
+    for _ in range(config.kh_epochs):
+        e.train_batches(x, y)
+    S = notebook_rule(w.w1.T, centred, config, config.kh_epochs)
+    assert np.max(np.abs(e.weights().w1.T - S)) <= 1e-9
+    Sp = np.sign(S) * np.abs(S) ** 2
+    np.testing.assert_allclose(e.codes(x[:20]), np.maximum(centred[:20] @ Sp.T, 0) ** 2.0, rtol=1e-9, atol=1e-12)
+    assert (e.codes(x[:20], "onehot").argmax(1) == (centred[:20] @ Sp.T).argmax(1)).all()

@@ -15,7 +15,8 @@ strongest unit by a running top-k (the notebook's full `argsort` picks the same 
 exact ties), and only the rows of the units with g != 0, which alone change.
 
 The code layer 2 reads is relu(I) ** kh_n (the activation the paper's classifier reads),
-with `kh_top` only each sample's kh_top largest values of it, divided by its length with `norm`. Layer 2 learns after layer 1, in the remaining epochs, by
+with `kh_top` only each sample's kh_top largest values of it, divided by its length with `norm`;
+with `kh_center` the units see (learn from and code) each image minus its own mean pixel value. Layer 2 learns after layer 1, in the remaining epochs, by
 the DreamFlow rule with the label input, exactly as for the shared layer 1
 (`shared_reference`): per sample its `l2_winners` most active units (by argmax, one after the
 other: ties go to the lower unit) keep their inputs s, the others are 0; each sample's
@@ -54,6 +55,10 @@ class KrotovEngine:
     def set_xi(self, xi: float) -> None:
         self.xi = xi
 
+    def _input(self, v):
+        """The images the units see: with kh_center each minus its own mean pixel value."""
+        return v - v.mean(axis=1, keepdims=True) if self.config.kh_center else v
+
     # ----------------------------------------------------------------- layer 1
     def _kh_step(self, v, eps):
         c = self.config
@@ -72,7 +77,7 @@ class KrotovEngine:
 
     def _codes(self, v):
         c = self.config
-        code = np.maximum(v @ self.Sp.T, 0.0) ** c.kh_n
+        code = np.maximum(self._input(v) @ self.Sp.T, 0.0) ** c.kh_n
         if c.kh_top:  # keep each sample's kh_top largest values (a stable sort: ties to the lower unit)
             drop = np.argsort(-code, axis=1, kind="stable")[:, c.kh_top:]
             np.put_along_axis(code, drop, 0.0, axis=1)
@@ -132,7 +137,7 @@ class KrotovEngine:
             v, lab = x[i * c.B:(i + 1) * c.B], y[i * c.B:(i + 1) * c.B]
             epoch = self.batches // per_epoch
             if epoch < c.kh_epochs:
-                self._kh_step(v, c.kh_eps0 * (1 - epoch / c.kh_epochs))
+                self._kh_step(self._input(v), c.kh_eps0 * (1 - epoch / c.kh_epochs))
             else:
                 self._readout_step(v, lab)
             self.batches += 1
@@ -143,7 +148,7 @@ class KrotovEngine:
         if kind == "onehot":
             def onehot(v):
                 out = np.zeros((len(v), self.S.shape[0]))
-                out[np.arange(len(v)), (v @ self.Sp.T).argmax(axis=1)] = 1.0
+                out[np.arange(len(v)), (self._input(v) @ self.Sp.T).argmax(axis=1)] = 1.0
                 return out
             return in_chunks(onehot, images(x))
         return in_chunks(self._codes, images(x).astype(self.dtype, copy=False))

@@ -45,6 +45,8 @@ class Variant:
              "translation", "ladder".
     ladder   (stride, pool, pool_mode, code, method) settings of the "ladder" measure.
     seeds    None: every seed asked for; a tuple: only these (deterministic baselines: (0,)).
+    datasets None: runs on every data set asked for; a tuple: only on these (a configuration
+             chosen on one data set's validation split).
     """
 
     name: str
@@ -55,6 +57,7 @@ class Variant:
     ladder: tuple[tuple, ...] = ()
     seeds: tuple[int, ...] | None = None
     note: str = ""
+    datasets: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -180,6 +183,8 @@ def plan(study: Study, seeds, variants=None, dataset: str = "mnist", quick: bool
     runs = []
     for name in names:
         v = study.variants[name]
+        if v.datasets is not None and dataset not in v.datasets:
+            continue
         own = list(seeds) if v.seeds is None else ([s for s in seeds if s in v.seeds] or [v.seeds[0]])
         for seed in own:
             kwargs = {"study": study.name, "variant": name, "seed": seed, "dataset": dataset, "quick": quick,

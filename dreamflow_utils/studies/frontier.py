@@ -22,7 +22,7 @@ from ..config import Config
 from ..experiments import LOG_EXPERIMENTS
 from . import Study, Variant, tables
 
-KNOWN = {  # published numbers the goals of issue 10 compare with (MNIST test accuracy)
+KNOWN = {  # published numbers the goals compare with (MNIST test accuracy)
     "Mozafari et al. 2019 (STDP + R-STDP, no external classifier)": 0.972,
     "Diehl & Cook 2015 (6400 neurons, labelled by responses)": 0.95,
     "Krotov & Hopfield 2019 (2000 units, trained top layer: probe)": 0.985,
@@ -41,27 +41,51 @@ def _baseline(name, seeds=None, **spec):
     return Variant(name, "baseline", baseline=spec, seeds=seeds, note="deterministic: one run" if seeds else "")
 
 
-BEST_SHARED = Config(layer1="shared", layout="stride", stride=4, C_s=20, N2=2000, norm=True, xi=0.05, Nep=5)
-SEARCH_BEST = Config(layer1="shared", layout="stride", stride=2, pool=2, C_s=20, N2=2000, norm=True, xi=0.05, Nep=3)
-FINAL = [
-    *[_model(f"log {name}", config, f"the log's: {100 * acc:.2f}% on MNIST", measures=("probes",))
-      for name, (config, acc, _) in LOG_EXPERIMENTS.items()],
-    _model("shared s4 C20 N2000 norm xi=0.05", BEST_SHARED, "the symmetry study's pick"),
-    _model("shared s2 pool2 C20 N2000 norm xi=0.05 (3 epochs)", SEARCH_BEST, "the search's best on the validation split"),
-    # Krotov & Hopfield: their notebook's settings (100 units) and the paper's 2000-unit setting, with the local
-    # read-out (DreamFlow's layer 2 on relu(h)^n codes, 5 epochs) and the probes. Fewer rule epochs than theirs
-    # (200 and 100; eps decays to 0 over the epochs given), for a 2-core CPU: 1.7 s and 10 s per epoch.
-    _model("krotov notebook 100 units", Config(**KROTOV, C_s=100, kh_p=2.0, kh_k=2, kh_delta=0.4, kh_eps0=0.02,
-                                               kh_n=1.0, kh_epochs=40, Nep=45, eval_every=45),
-           "their notebook: p=2, k=2, delta=0.4, eps0=0.02; 40 epochs (theirs: 200)", measures=("probes",)),
-    _model("krotov paper 2000 units", Config(**KROTOV, C_s=2000, kh_p=3.0, kh_k=7, kh_delta=0.4, kh_eps0=0.04,
-                                             kh_n=4.5, kh_epochs=20, Nep=25, eval_every=25),
-           "the paper's 2000-unit setting (p=3, k=7, delta=0.4, n=4.5); 20 epochs (theirs: 100)"),
+KROTOV_PAPER = Config(**KROTOV, C_s=2000, kh_p=3.0, kh_k=7, kh_delta=0.4, kh_eps0=0.04, kh_n=4.5, kh_epochs=20, Nep=25,
+                      eval_every=25)
+KROTOV_NOTEBOOK = Config(**KROTOV, C_s=100, kh_p=2.0, kh_k=2, kh_delta=0.4, kh_eps0=0.02, kh_n=1.0, kh_epochs=40, Nep=45,
+                         eval_every=45)
+PIXEL_BASELINES = [
     _baseline("kNN k=3 on pixels", seeds=(0,), method="knn", k=3),
     _baseline("logistic regression on pixels", seeds=(0,), method="logistic"),
     _baseline("k-means N2=2000 on pixels", method="kmeans", n=2000),
 ]
-STUDY_VARIANTS = {v.name: v for v in FINAL}
+SEARCH_BEST = Config(layer1="shared", layout="stride", stride=2, pool=2, C_s=20, N2=2000, norm=True, xi=0.05, Nep=3)
+MEASURED = ("probes", "shifted")  # every final model: ridge probes and the test set shifted by 1 and 2 pixels
+
+
+def log_name(config: Config) -> str:
+    """The log's models by their own symbols: "log block C_s=20 N2=200"."""
+    return f"log {config.layout} C_s={config.C_s} N2={config.N2}"
+
+
+def final_variants(mnist_choice: Config, fashion_choice: Config) -> list[Variant]:
+    """The final study: the log's four, the earlier shared pick, the models the search chose per
+    data set, Krotov & Hopfield's paper setting read out locally, and the pixel baselines."""
+    chosen = {"mnist": mnist_choice, "fashion": fashion_choice}
+    same = mnist_choice == fashion_choice
+    picks = [_model(shared_name(c), c, f"chosen on the {'validation splits of both data sets' if same else d + ' validation split'}",
+                    measures=MEASURED + ("logistic",))
+             for d, c in chosen.items() if not (same and d == "fashion")]
+    picks = [v if same else Variant(v.name, v.family, v.config, measures=v.measures, note=v.note, datasets=(d,))
+             for v, d in zip(picks, chosen)]
+    return [
+        *[_model(log_name(config), config, f"the log's settings; the log: {100 * acc:.2f}% on MNIST", measures=MEASURED)
+          for config, acc, _ in LOG_EXPERIMENTS.values()],
+        _model(shared_name(SEARCH_BEST), SEARCH_BEST, "the previous frontier's pick: stride, pool, C_s, epochs, norm and "
+               "xi from the symmetry study's test results, N2 from the validation split", measures=MEASURED),
+        *picks,
+        # Krotov & Hopfield's paper setting (p=3, k=7, delta=0.4, n=4.5; 20 rule epochs, theirs 100), read out by
+        # DreamFlow's layer 2 on its dense code and on a sparse one (kh_top), the read-out's settings from the
+        # validation split; the probes read the dense code.
+        _model("krotov C_s=2000 (paper) dense code", KROTOV_PAPER, "the paper's setting; the read-out: the "
+               "frontier's earlier local read-out (N2=2000, norm, xi=0.05, 5 epochs)", measures=MEASURED + ("logistic",)),
+        _model("krotov C_s=2000 (paper) kh_top=20", KROTOV_PAPER.replace(kh_top=20), "the paper's setting; kh_top=20 "
+               "chosen on the validation split", measures=("shifted",)),
+        *PIXEL_BASELINES,
+    ]
+
+
 
 
 def _shared(name, stride, C_s, N2, Nep, **kw):
@@ -78,7 +102,14 @@ def shared_name(config: Config) -> str:
         parts.append(f"pool {c.pool}x{c.pool} {c.pool_mode}")
     if c.code != "value":
         parts.append(c.code)
-    parts += [f"N2={c.N2}", "norm" if c.norm else "no norm", f"xi={c.xi}", f"{c.Nep} epochs"]
+    if c.patch_norm:
+        parts.append("patch_norm")
+    if c.pixels:
+        parts.append(f"pixels={c.pixels}")
+    parts += [f"N2={c.N2}", "norm" if c.norm else "no norm"]
+    if c.l2_winners > 1:
+        parts.append(f"l2_winners={c.l2_winners}")
+    parts += [f"xi={c.xi}", f"{c.Nep} epochs"]
     return " ".join(parts)
 
 
@@ -87,8 +118,12 @@ DENSE_BASE = Config(layer1="shared", layout="stride", stride=1, C_s=128, pool=7,
                     xi=0.05, Nep=8)
 DENSE_CHANGES = ({}, {"C_s": 64}, {"C_s": 256}, {"pool": 5}, {"pool": 10}, {"stride": 2, "pool": 4}, {"N2": 4000},
                  {"xi": 0.02}, {"xi": 0.1}, {"norm": False}, {"code": "onehot"}, {"pool_mode": "max"})
-# then N2=4000 (the first round's clearest gain) with the other changes that gained, over 10 epochs
-DENSE_COMBINED = tuple({"N2": 4000, "Nep": 10} | change for change in ({}, {"xi": 0.02}, {"code": "onehot"}, {"pool": 10}))
+# then N2=4000 (the first round's clearest gain) over 10 epochs, alone and with xi=0.02 (the runner-up)
+DENSE_COMBINED = tuple({"N2": 4000, "Nep": 10} | change for change in ({}, {"xi": 0.02}))
+# the new options on the base: a pixel side channel, patch normalisation, a population code in layer 2
+DENSE_OPTIONS = ({"pixels": 1.0}, {"patch_norm": True}, {"patch_norm": True, "pixels": 1.0}, {"l2_winners": 3})
+# the two changes that gained most on MNIST's validation split, together
+DENSE_ROUND3 = ({"N2": 4000, "pixels": 1.0},)
 
 SEARCH_VARIANTS = {v.name: v for v in [
     _shared("s4 C20 N2000 norm xi=0.05 (5 epochs)", 4, 20, 2000, 5, norm=True, xi=0.05),  # the symmetry study's pick
@@ -96,34 +131,43 @@ SEARCH_VARIANTS = {v.name: v for v in [
     _shared("s2 pool2 C20 N1000 norm xi=0.05 (3 epochs)", 2, 20, 1000, 3, pool=2, norm=True, xi=0.05),
     _shared("s2 pool2 C20 N2000 norm xi=0.05 (3 epochs)", 2, 20, 2000, 3, pool=2, norm=True, xi=0.05),
     *[Variant(shared_name(c), "shared", c, measures=("probes",)) for c in
-      (DENSE_BASE.replace(**change) for change in DENSE_CHANGES + DENSE_COMBINED)],
+      (DENSE_BASE.replace(**change) for change in DENSE_CHANGES + DENSE_COMBINED + DENSE_OPTIONS + DENSE_ROUND3)],
+    # Krotov & Hopfield's 2000 units read out by DreamFlow's layer 2: on their dense code, on a sparse one
+    *[_model(f"krotov paper 2000 units{name}", KROTOV_PAPER.replace(kh_top=top), measures=("probes",))
+      for name, top in (("", 0), (" kh_top=20", 20))],
 ]}
 
 
+# the choices of the search (results/frontier-search/summary.md): the best validation accuracy per data set
+MNIST_CHOICE = DENSE_BASE
+FASHION_CHOICE = DENSE_BASE
+FINAL = final_variants(MNIST_CHOICE, FASHION_CHOICE)
+STUDY_VARIANTS = {v.name: v for v in FINAL}
+
+
 def frontier_rows(records) -> list[dict]:
-    """One row per (dataset, variant, readout, seed): readout "local" (the model's own layer 2),
-    "probe-ridge" / "probe-logistic" (on its value codes, or on a ladder read-out of its bank)
-    or "baseline"; test_accuracy in [0, 1], seconds = training (+ the probe's fit)."""
+    """One row per (dataset, variant, readout, seed): readout "local" (the model's own layer 2,
+    with its accuracy on the test set shifted by 1 and 2 pixels), "probe-ridge" /
+    "probe-logistic" (on its value codes) or "baseline"; test_accuracy in [0, 1], seconds =
+    training (+ the probe's fit), `alone` whether they were measured with the machine to itself."""
     rows = []
     for r in records:
-        base = {"dataset": r["dataset"], "variant": r["variant"], "family": r["family"], "seed": r["seed"]}
+        base = {"dataset": r["dataset"], "variant": r["variant"], "family": r["family"], "seed": r["seed"],
+                "load": r.get("load"), "alone": tables.measured_alone(r)}
         if r["family"] == "baseline":
             rows.append(base | {"readout": "baseline", "test_accuracy": r["test_accuracy"], "seconds": r["seconds"]})
             continue
-        rows.append(base | {"readout": "local", "test_accuracy": r["test_accuracy"], "seconds": r["seconds"]})
+        rows.append(base | {"readout": "local", "test_accuracy": r["test_accuracy"], "seconds": r["seconds"],
+                            "test_shift1": r.get("test_shift1"), "test_shift2": r.get("test_shift2")})
         for key, readout, fit in (("probe_value", "probe-ridge", "probe_seconds"),
                                   ("probe_logistic", "probe-logistic", "logistic_seconds")):
             if key in r:
                 rows.append(base | {"readout": readout, "test_accuracy": r[key], "seconds": r["seconds"] + r[fit]})
-        for lad in r.get("ladder", []):
-            rows.append(base | {"variant": f"{r['variant']} [bank at stride {lad['stride']}, {lad['pool']}x{lad['pool']} "
-                                           f"{lad['pool_mode']}-pooled {lad['code']}]",
-                                "readout": f"probe-{lad['method']}", "test_accuracy": lad["probe_accuracy"],
-                                "seconds": r["seconds"] + lad["seconds"]})
     return rows
 
 
-CSV_COLUMNS = ["dataset", "variant", "readout", "seed", "test_accuracy", "seconds", "family"]
+CSV_COLUMNS = ["dataset", "variant", "readout", "seed", "test_accuracy", "test_shift1", "test_shift2", "seconds",
+               "alone", "family"]
 
 
 def frontier_csv(records) -> dict:
@@ -132,96 +176,201 @@ def frontier_csv(records) -> dict:
     writer = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in sorted(frontier_rows(records), key=lambda r: (r["dataset"], r["variant"], r["readout"], r["seed"])):
-        writer.writerow(r | {"test_accuracy": f"{r['test_accuracy']:.4f}", "seconds": f"{r['seconds']:.1f}"})
+        shifted = {k: "" if r.get(k) is None else f"{r[k]:.4f}" for k in ("test_shift1", "test_shift2")}
+        writer.writerow(r | shifted | {"test_accuracy": f"{r['test_accuracy']:.4f}", "seconds": f"{r['seconds']:.1f}",
+                                       "alone": "" if r["alone"] is None else str(r["alone"]).lower()})
     return {"frontier.csv": buf.getvalue()}
 
 
+READOUT_ORDER = {"local": 0, "probe-ridge": 1, "probe-logistic": 2, "baseline": 3}
+
+
 def summary_table(rows) -> str:
-    """Mean ± sd (n) per (dataset, variant, readout), best first within each data set and read-out kind."""
-    groups = tables.by(rows, "dataset", "readout", "variant")
+    """Mean ± sd (n) per (dataset, variant, readout), best first within each data set and read-out
+    kind; local rows beside their accuracy on the test set shifted by 2 pixels; seconds of the
+    runs measured alone (else marked with the load they ran under)."""
     out = []
-    for (dataset, readout, variant), rs in groups.items():
-        acc, sec = tables.stats(r["test_accuracy"] for r in rs), tables.stats(r["seconds"] for r in rs)
-        out.append((dataset, readout, variant, len(rs), acc, sec))
-    order = {"local": 0, "probe-ridge": 1, "probe-logistic": 2, "baseline": 3}
-    out.sort(key=lambda o: (o[0], order.get(o[1], 9), -o[4][0]))
-    return tables.markdown(["dataset", "readout", "variant", "n", "test accuracy (%)", "seconds"],
-                           [[d, ro, v, n, tables.fmt(a), tables.fmt(s, 1, 0)] for d, ro, v, n, a, s in out])
+    for (dataset, readout, variant), rs in tables.by(rows, "dataset", "readout", "variant").items():
+        out.append((dataset, readout, variant, len(rs), tables.stats(r["test_accuracy"] for r in rs),
+                    tables.stats(r.get("test_shift2") for r in rs), tables.seconds_cell(rs)))
+    out.sort(key=lambda o: (o[0], READOUT_ORDER.get(o[1], 9), -o[4][0]))
+    return tables.markdown(["dataset", "readout", "variant", "n", "test accuracy (%)", "shifted 2 px (%)", "seconds"],
+                           [[d, ro, v, n, tables.fmt(a), tables.fmt(sh), sec] for d, ro, v, n, a, sh, sec in out])
+
+
+def best(rows, dataset: str, kind: str, min_seeds: int = 5):
+    """(mean, sd, variant, readout, n) of the best mean over >= min_seeds seeds among the rows of
+    `dataset` whose read-out is `kind` ("local", "probe" (any probe) or "baseline"), or None."""
+    found = None
+    for (d, readout, variant), rs in tables.by(rows, "dataset", "readout", "variant").items():
+        k = "probe" if readout.startswith("probe") else readout
+        if d != dataset or k != kind or len(rs) < min_seeds and kind != "baseline":
+            continue
+        m, sd = tables.stats(r["test_accuracy"] for r in rs)
+        if found is None or m > found[0]:
+            found = (m, sd, variant, readout, len(rs))
+    return found
 
 
 def goals_table(rows) -> str:
-    """Each goal of issue 10 beside the best mean (over seeds) reached, and by how much it is met or missed."""
-    best = {}
-    for (dataset, readout, variant), rs in tables.by(rows, "dataset", "readout", "variant").items():
-        kind = "probe" if readout.startswith("probe") else readout
-        m, s = tables.stats(r["test_accuracy"] for r in rs)
-        if len(rs) >= 5 and (m > best.get((dataset, kind), (0,))[0]):
-            best[(dataset, kind)] = (m, s, variant, readout, len(rs))
+    """Each goal beside the best mean (over >= 5 seeds) reached, and by how much it is met or missed."""
     lines = []
     for (dataset, kind), goal in GOALS.items():
-        b = best.get((dataset, kind))
+        b = best(rows, dataset, kind)
         if b is None:
             lines.append([dataset, kind, f"{100 * goal:.1f}%", "no variant with >= 5 seeds", "", ""])
             continue
         m, s, variant, readout, n = b
         lines.append([dataset, kind, f"{100 * goal:.1f}%", f"{variant} ({readout})", tables.fmt((m, s)) + f" (n={n})",
-                      f"{'met' if m >= goal else 'MISSED'} ({100 * (m - goal):+.2f})"])
+                      f"{'met' if m >= goal else 'missed'} ({100 * (m - goal):+.2f})"])
     return tables.markdown(["dataset", "read-out", "goal", "best (>= 5 seeds)", "test accuracy (%)", "goal"], lines)
+
+
+def provenance_table(final_records, search_records) -> str:
+    """Where each final non-log model's settings came from: its note, and the validation-split
+    search records of the same configuration on the same data set (mean over their seeds)."""
+    lines = []
+    for (dataset, variant), rs in tables.by(final_records, "dataset", "variant").items():
+        v = STUDY_VARIANTS.get(variant)
+        if v is None or v.config is None or variant.startswith("log "):
+            continue
+        same = [r for r in search_records if r["dataset"] == dataset and same_model(r, v.config)]
+        val = tables.stats(r["test_accuracy"] for r in same)
+        lines.append([dataset, variant, v.note, f"{tables.fmt(val)} (n={len(same)})" if same else "none"])
+    return tables.markdown(["dataset", "variant", "settings from", "validation accuracy (%) of the same configuration"],
+                           lines)
+
+
+def same_model(record, config: Config) -> bool:
+    """The record trained `config` (seed, data set and the training-set size of the split aside)."""
+    c = record.get("config") or {}
+    defaults, want = Config().to_dict(), config.to_dict()
+    return all(c.get(k, defaults[k]) == want[k] for k in want if k not in ("seed", "dataset", "T_s"))
 
 
 def summary_markdown(records) -> str:
     rows = frontier_rows(records)
-    return ("Test accuracy in % (mean ± sd over n seeds; deterministic baselines: one run) and seconds per run "
-            "(training, test evaluations included; probes: plus their fit).\n\n**Goals** (issue 10):\n\n"
-            + goals_table(rows) + "\n\n**Every model**:\n\n" + summary_table(rows) + "\n")
+    return ("Test accuracy in % (mean ± sd over n seeds; deterministic baselines: one run), the local read-out's "
+            "accuracy on the test images shifted by 2 pixels, and seconds per run (training, test evaluations "
+            "included; probes: plus their fit).\n\n**Goals**:\n\n" + goals_table(rows)
+            + "\n\n**Every model**:\n\n" + summary_table(rows) + "\n")
 
 
 def search_markdown(records) -> str:
-    """The search's candidates by validation accuracy (mean ± sd over seeds)."""
+    """The search's candidates by validation accuracy (mean ± sd over seeds), best first per data set."""
     rows = [{"dataset": r["dataset"], "variant": r["variant"], "validation": r["test_accuracy"],
-             "probe": r.get("probe_value"), "seconds": r["seconds"]} for r in records]
-    table = tables.group_table(rows, ("dataset", "variant"), {"validation": "validation accuracy (%)",
-                                                              "probe": "ridge probe (%)", "seconds": "seconds"},
-                               {"seconds": (1, 0)})
+             "probe": r.get("probe_value"), "record": r} for r in records]
+    out = []
+    for (dataset, variant), rs in tables.by(rows, "dataset", "variant").items():
+        out.append((dataset, variant, len(rs), tables.stats(r["validation"] for r in rs),
+                    tables.stats(r["probe"] for r in rs), tables.seconds_cell([r["record"] for r in rs])))
+    out.sort(key=lambda o: (o[0], -o[3][0]))
+    table = tables.markdown(["dataset", "variant", "n", "validation accuracy (%)", "ridge probe (%)", "seconds"],
+                            [[d, v, n, tables.fmt(a), tables.fmt(p), sec] for d, v, n, a, p, sec in out])
     return ("Validation accuracy in % (trained on the first 50000 training images, measured on the last 10000; "
-            "the test set untouched):\n\n" + table + "\n")
+            "the test set untouched), best first:\n\n" + table + "\n")
 
 
-def plot_frontier(rows, title="Local learning: accuracy against training time"):
-    """Test accuracy (mean ± sd) against seconds per run, one panel per data set; marker = read-out."""
-    from matplotlib.figure import Figure
-    datasets = [d for d in ("mnist", "fashion") if any(r["dataset"] == d for r in rows)] or ["mnist"]
-    fig = Figure(figsize=(6.5 * len(datasets), 5.2))
-    markers = {"local": "o", "probe-ridge": "s", "probe-logistic": "D", "baseline": "^"}
-    colors = {"faithful": "tab:red", "shared": "tab:blue", "krotov": "tab:green", "baseline": "tab:gray"}
-    for i, dataset in enumerate(datasets):
-        ax = fig.add_subplot(1, len(datasets), i + 1)
+def plot_frontier(rows, title="Local learning on MNIST and Fashion-MNIST: test accuracy"):
+    """The frontier as a dot plot (plots.plot_dots): one row per (variant, read-out), mean ± sd over
+    seeds, best at the top, one panel per data set, the goals as vertical lines."""
+    from ..plots import plot_dots
+    names = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
+    groups, goals = {}, {}
+    for dataset in [d for d in names if any(r["dataset"] == d for r in rows)]:
+        panel = []
         for (readout, variant), rs in tables.by([r for r in rows if r["dataset"] == dataset], "readout",
                                                 "variant").items():
-            (m, s), (t, _) = tables.stats(r["test_accuracy"] for r in rs), tables.stats(r["seconds"] for r in rs)
-            ax.errorbar(t, 100 * m, yerr=100 * (s or 0), fmt=markers.get(readout, "x"),
-                        color=colors.get(rs[0]["family"], "k"), ms=6, capsize=2,
-                        mfc="none" if readout.startswith("probe") else None)
-            ax.annotate(variant[:38], (t, 100 * m), fontsize=6, xytext=(3, 2), textcoords="offset points")
-        for (d, kind), goal in GOALS.items():
-            if d == dataset:
-                ax.axhline(100 * goal, color="k", ls=":" if kind == "probe" else "--", lw=0.8,
-                           label=f"goal ({kind}): {100 * goal:.1f}%")
-        ax.set_xscale("log")
-        ax.set_xlabel("seconds per run (training; probes: + fit), 2-core CPU")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title({"mnist": "MNIST", "fashion": "Fashion-MNIST"}[dataset], fontsize=10)
-        for ro, mk in markers.items():
-            ax.plot([], [], mk, color="k", mfc="none" if ro.startswith("probe") else None, label=ro)
-        ax.legend(fontsize=7, loc="lower right")
-        ax.grid(True, alpha=0.3)
-    fig.suptitle(title + "   (red: the log's model, blue: shared bank, green: Krotov & Hopfield, grey: pixels)",
-                 fontsize=9)
-    fig.tight_layout()
-    return fig
+            m, s = tables.stats(r["test_accuracy"] for r in rs)
+            panel.append((f"{variant} [{readout}]", m, s, len(rs), readout, rs[0]["family"]))
+        groups[names[dataset]] = panel
+        goals[names[dataset]] = {f"goal ({kind})": g for (d, kind), g in GOALS.items() if d == dataset}
+    colors = {"faithful": "tab:red", "shared": "tab:blue", "krotov": "tab:green", "baseline": "tab:gray"}
+    markers = {"local": "o", "probe-ridge": "s", "probe-logistic": "D", "baseline": "^"}
+    return plot_dots(groups, goals=goals, title=title, colors=colors, markers=markers,
+                     hollow=("probe-ridge", "probe-logistic"))
 
 
 STUDY = Study("frontier", "the best local models, their peers and baselines, on MNIST and Fashion-MNIST",
               STUDY_VARIANTS, summary=summary_markdown, exports=frontier_csv)
 SEARCH = Study("frontier-search", "candidates, measured on the validation split", SEARCH_VARIANTS,
                summary=search_markdown, split="validation")
+
+
+def _cell(rows, dataset, variant, readout="local", key="test_accuracy"):
+    """(mean, sd, n) of `key` over the rows of one (dataset, variant, readout), or None."""
+    rs = [r for r in rows if (r["dataset"], r["variant"], r["readout"]) == (dataset, variant, readout)
+          and r.get(key) is not None]
+    ms = tables.stats(r[key] for r in rs)
+    return None if ms is None else (*ms, len(rs))
+
+
+def _pct(cell) -> str:
+    m, s, n = cell
+    return f"{100 * m:.2f}%" + ("" if s is None else f" ± {100 * s:.2f}") + f" (n={n})"
+
+
+def collapse_lines(collapse: dict) -> list[str]:
+    """What results/frontier/collapse.json says, as sentences."""
+    out = []
+    for dataset, runs in collapse.get("datasets", {}).items():
+        parts = []
+        for kind, r in runs.items():
+            share = r["top_unit_share"]
+            first = next((i + 1 for i, x in enumerate(share) if x >= 0.9), None)
+            parts.append(f"{kind}: mean pairwise cosine {r['mean_cosine']:.2f}, the most frequent unit wins "
+                         f"{100 * share[-1]:.1f}% of the test images after {len(share)} epochs "
+                         + (f"(over 90% from epoch {first}), {r['units_winning'][-1]} units win any"
+                            if first else f"({r['units_winning'][-1]} units win any)"))
+        out.append(f"* {dataset}: " + "; ".join(parts) + ".")
+    return out
+
+
+def findings_markdown(records, search_records=(), collapse=None) -> str:
+    """The frontier's findings as sentences whose every number is computed from the records."""
+    rows = frontier_rows(records)
+    lines = []
+    for dataset in ("mnist", "fashion"):
+        b = best(rows, dataset, "local")
+        if b is None:
+            continue
+        m, s, variant, _, n = b
+        kmeans, knn = _cell(rows, dataset, "k-means N2=2000 on pixels", "baseline"), \
+            _cell(rows, dataset, "kNN k=3 on pixels", "baseline")
+        goal = GOALS[(dataset, "local")]
+        text = (f"* **{dataset}, local read-out**: best {variant}: {_pct((m, s, n))}, goal {100 * goal:.1f}% "
+                f"{'met' if m >= goal else 'missed'} ({100 * (m - goal):+.2f} points)")
+        if kmeans:
+            text += f"; k-means with 2000 centroids on the pixels {_pct(kmeans)} ({100 * (m - kmeans[0]):+.2f} points)"
+        if knn:
+            text += f"; 3-nearest neighbours on the pixels {_pct(knn)}"
+        lines.append(text + ".")
+        p = best(rows, dataset, "probe")
+        if p is not None:
+            goal = GOALS.get((dataset, "probe"))
+            lines.append(f"* **{dataset}, probes** (fitted classifiers on frozen codes): best {p[2]} ({p[3]}): "
+                         f"{_pct((p[0], p[1], p[4]))}" + ("" if goal is None else
+                                                           f", goal {100 * goal:.1f}% {'met' if p[0] >= goal else 'missed'} "
+                                                           f"({100 * (p[0] - goal):+.2f} points)") + ".")
+        drops = []
+        for variant in dict.fromkeys(r["variant"] for r in rows if r["dataset"] == dataset and r["readout"] == "local"):
+            clean, shifted = _cell(rows, dataset, variant), _cell(rows, dataset, variant, key="test_shift2")
+            if clean and shifted:
+                drops.append((100 * (clean[0] - shifted[0]), variant))
+        if drops:
+            drops.sort()
+            lines.append(f"* **{dataset}, shifted by 2 pixels** (the log's question): the smallest loss "
+                         f"{drops[0][0]:.1f} points ({drops[0][1]}), the largest {drops[-1][0]:.1f} points "
+                         f"({drops[-1][1]}).")
+        kro = {v: _cell(rows, dataset, v) for v in dict.fromkeys(r["variant"] for r in rows
+                                                                 if r["family"] == "krotov" and r["dataset"] == dataset)}
+        probe = {v: _cell(rows, dataset, v, "probe-ridge") for v in kro}
+        if kro:
+            lines.append(f"* **{dataset}, Krotov & Hopfield's 2000 units**: "
+                         + "; ".join(f"{v}: local {_pct(c)}" + (f", ridge probe {_pct(probe[v])}" if probe[v] else "")
+                                     for v, c in kro.items() if c) + ".")
+    if collapse:
+        lines.append("* **Krotov & Hopfield's 100-unit notebook setting, their rule's first epochs** "
+                     "(share of the test images whose strongest unit is the most frequent one):")
+        lines += ["  " + x for x in collapse_lines(collapse)]
+    return "\n".join(lines) + "\n"
