@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dreamflow_utils import Config, train
-from dreamflow_utils.experiments import LOG_EXPERIMENTS
+from dreamflow_utils.core.experiments import LOG_EXPERIMENTS
 from dreamflow_utils.studies import Study, Variant, load_records, plan, registry, run_variant, study_data
 from dreamflow_utils.studies import reproduction as R
 from dreamflow_utils.studies import symmetry as S
@@ -176,8 +176,8 @@ def test_frontier_rows_goals_and_figure():
 
 def test_a_study_runs_through_the_batch(tmp_path):
     """plan -> batch (embedded Dask cluster) -> records -> load_records, on real MNIST in quick mode."""
-    from dreamflow_utils.batch import run_batch
-    from dreamflow_utils.data import MnistNotFound, load_mnist
+    from dreamflow_utils.sweeps.batch import run_batch
+    from dreamflow_utils.core.data import MnistNotFound, load_mnist
     try:
         load_mnist()
     except MnistNotFound:

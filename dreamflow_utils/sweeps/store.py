@@ -37,7 +37,7 @@ from io import StringIO
 from pathlib import Path
 
 from .cli import CliError, describe_oserror
-from .files import atomic_write, read_csv_rows
+from ..core.files import atomic_write, read_csv_rows
 from .runs import Outcome, _check_relative, _jsonable, _now
 
 __all__ = ["StoreError", "RunLock", "collect", "done", "load_record", "record_path"]

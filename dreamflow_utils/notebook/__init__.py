@@ -8,7 +8,7 @@ Conventions (follow them in new notebooks, ``notebooks/NN_<name>.ipynb``):
       seed = 0; engine = "numpy"
       data_dir = None      # MNIST: None -> $DREAMFLOW_MNIST, then Keras' cache
       figures_dir = None   # None -> see `figures_folder`
-      record_path = None   # set by `python -m dreamflow_utils.batch`; results JSON goes there
+      record_path = None   # set by `python -m dreamflow_utils.sweeps.batch`; results JSON goes there
 
   Relative paths are relative to the notebook's folder (the kernel's working directory
   in JupyterLab, nbval, the batch and ``render``).
@@ -53,19 +53,19 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import plots
-from .bands import RESULTS_DIR, ConfigMismatch, NotChecked, accuracy_band, quick_epochs
-from .config import Config
-from .data import MnistFormatError, MnistNotFound, load_dataset, load_digits_demo, load_mnist
-from .experiments import LOG_EXPERIMENTS
-from .files import read_csv_rows
-from .model import init_weights
-from .quick import QUICK_ENV, QUICK_NEP, QUICK_T_S, quick_config, quick_data, quick_mode
-from .studies.reproduction import log_table, plot_log_summary, summarize
+from .. import plots
+from ..studies.bands import RESULTS_DIR, ConfigMismatch, NotChecked, accuracy_band, quick_epochs
+from ..core.config import Config
+from ..core.data import MnistFormatError, MnistNotFound, load_dataset, load_digits_demo, load_mnist
+from ..core.experiments import LOG_EXPERIMENTS
+from ..core.files import read_csv_rows, repo_root
+from ..core.model import init_weights
+from ..core.quick import QUICK_ENV, QUICK_NEP, QUICK_T_S, quick_config, quick_data, quick_mode
+from ..studies.reproduction import log_table, plot_log_summary, summarize
 
 __all__ = [
     "QUICK_ENV", "QUICK_T_S", "QUICK_NEP", "quick_mode", "quick_config", "find_log",
-    "load_data", "repo_root", "figures_folder", "show", "setup", "Run", "study_run", "show_markdown",
+    "load_data", "figures_folder", "show", "setup", "Run", "study_run", "show_markdown",
     "print_log", "summary",
     "clean_notebook", "check_notebook", "render", "main",
 ]
@@ -119,15 +119,6 @@ def load_data(data_dir=None, quick: bool | None = None, dataset: str = "mnist"):
 
 
 # ----------------------------------------------------------------------------- paths
-def repo_root(start=None) -> Path:
-    """The nearest folder at or above `start` (default: cwd) holding pyproject.toml, else `start`."""
-    start = Path(start or os.getcwd()).resolve()
-    for folder in (start, *start.parents):
-        if (folder / "pyproject.toml").is_file():
-            return folder
-    return start
-
-
 def _shown(path) -> str:
     """`path` for printing: relative to the repo root (or cwd), never absolute if avoidable."""
     path = Path(path).resolve()
@@ -286,7 +277,7 @@ class Run:
         """Write the run's record (plus experiment, log accuracy, quick, data) to record_path, if set."""
         if self.record_path is None:
             return
-        from .train import write_json_atomic
+        from ..core.train import write_json_atomic
         record = result.record() | {
             "experiment": self.log[0] if self.log else self.name, "notebook_name": self.name,
             "log_accuracy": self.log_accuracy, "quick": self.quick, "data": self.data_source}
@@ -326,9 +317,9 @@ def study_run(name: str, study, variant: str, *, seed: int = 0, dataset: str = "
     """Notebook step: train one variant of a study live (`LiveView`, progress bar) and print what
     it measures (`studies.measure`; in quick mode on the first 2000 training / 1000 test images: `quick_data`).
     Returns (run, result, measurements)."""
-    from .live import LiveView
-    from .studies import measure
-    from .train import train
+    from ..plots.live import LiveView
+    from ..studies import measure
+    from ..core.train import train
 
     v = study.variants[variant]
     run = setup(name, **(v.config.to_dict() | {"seed": seed, "dataset": dataset}), data_dir=data_dir,
@@ -374,7 +365,7 @@ def summary(csv_path, figures_dir=None, name: str = "05_summary") -> dict | None
     s = summarize(rows)
     if not any(e["n"] for e in s["experiments"]):
         print(f"No complete runs of the log's experiments in {_shown(csv_path)} ({len(rows)} rows)."
-              "\nRun scripts/reproduce.sh (or python -m dreamflow_utils.batch notebooks/0[1-4]_*.ipynb "
+              "\nRun scripts/reproduce.sh (or python -m dreamflow_utils.sweeps.batch notebooks/0[1-4]_*.ipynb "
               "--seeds 0-4 --csv results/reproduction/notebook_runs.csv) to produce them.")
         if s["excluded"]:
             print("rows left out: " + ", ".join(f"{n} {k}" for k, n in s["excluded"].items()))
@@ -485,8 +476,8 @@ def render(notebooks, force: bool = False, out_dir=None, jobs: int = 1, timeout:
     import papermill as pm
     from concurrent.futures import ThreadPoolExecutor
 
-    from .live import HEADLESS_ENV
-    from .runs import kernel_manager
+    from ..plots.live import HEADLESS_ENV
+    from ..sweeps.runs import kernel_manager
 
     quick = quick_mode()
     mode = "quick" if quick else "full"
@@ -557,7 +548,7 @@ def main(argv=None) -> int:
         print(f"MNIST found: {len(data[0][0])} train / {len(data[1][0])} test images")
         return 0
     if args.cmd == "render":
-        from .cli import parse_pairs
+        from ..sweeps.cli import parse_pairs
         return 1 if render(args.notebooks, args.force, args.out_dir, args.jobs, parameters=parse_pairs(args.param)) else 0
     problems = []
     for nb in args.notebooks:
@@ -565,7 +556,3 @@ def main(argv=None) -> int:
     for prob in problems:
         print(prob, file=sys.stderr)
     return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
