@@ -36,8 +36,8 @@ LAYERS = (
     ("bench", ("bench.py",),
      "The engines' speed, measured in one process or as a batch."),
     ("notebook", ("notebook/",),
-     "What the notebooks call (setup, the checks against the bands, the explorer, the engine story), "
-     "imported by nothing in the package."),
+     "What the notebooks call (setup, the checks against the bands, the explorer, the engine story): the top, "
+     "which no other layer imports."),
 )
 ENGINES = f"{ROOT}.engines"
 
@@ -123,7 +123,7 @@ def test_every_module_belongs_to_a_layer_and_imports_existing_modules():
 
 def test_layers_import_only_downwards():
     upward = [f"{_where(a, line)}: {a} ({LAYERS[_layer(a)][0]}) imports {b} ({LAYERS[_layer(b)][0]})"
-              for a, b, line, _ in EDGES if _layer(b) > _layer(a)]
+              for a, b, line, _ in EDGES if b in MODULES and _layer(b) > _layer(a)]
     assert upward == [], "imports against the layers " + " -> ".join(n for n, _, _ in LAYERS) + ":\n" \
         + "\n".join(upward)
 
@@ -135,7 +135,7 @@ def test_no_import_cycle():
     graph: dict[str, set[str]] = {m: set() for m in MODULES}
     for a, b, _, lazy in EDGES:
         registry = lazy and MODULES[a].name == "__init__.py" and b.rpartition(".")[0] == a
-        if a != b and not registry:
+        if a != b and b in MODULES and not registry:
             graph[a].add(b)
     state, stack, cycles = {}, [], []
 
