@@ -36,14 +36,14 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_info
 
-from .cli import ArgumentParser, CliError, nonnegative_int, positive_int, run_cli
-from .config import Config
-from .data import MnistFormatError, MnistNotFound, load_mnist
+from .core.config import Config
+from .core.data import MnistFormatError, MnistNotFound, load_mnist
+from .core.experiments import LOG_EXPERIMENTS
+from .core.files import atomic_write
+from .core.model import init_weights
+from .core.train import train
 from .engines import make_engine
-from .experiments import LOG_EXPERIMENTS
-from .files import atomic_write
-from .model import init_weights
-from .train import train
+from .sweeps.cli import ArgumentParser, CliError, nonnegative_int, positive_int, run_cli
 
 # column name -> (config changes, or "threads" for numpy, compiled); numpy first: the ratios are against it
 VARIANTS = {
@@ -85,8 +85,7 @@ def build(config, changes=None, compiled=True):
     threads = changes.pop("threads", None)
     config = config.replace(**changes)
     if config.engine == "tensorflow" and not compiled:
-        from .engines.tensorflow_engine import TensorFlowEngine
-        return TensorFlowEngine(config, init_weights(config), compiled=False)
+        return make_engine(config, init_weights(config), compiled=False)
     engine = make_engine(config, init_weights(config))
     return Threads(engine, threads) if threads else engine
 
@@ -255,8 +254,8 @@ def batch_seconds(jobs: int, seeds=(0,)) -> list[dict]:
     """The log's four experiments (full runs) through the batch with `jobs` workers: per-run training seconds."""
     import tempfile
 
-    from .batch import run_batch
-    from .runs import CallRun
+    from .sweeps.batch import run_batch
+    from .sweeps.runs import CallRun
     runs = [CallRun("bench", f"{name} seed {seed} jobs {jobs}", "dreamflow_utils.bench:timed_run",
                     {"experiment": name, "seed": seed}) for name in LOG_EXPERIMENTS for seed in seeds]
     with tempfile.TemporaryDirectory() as folder:

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 COPY = ("dreamflow_utils", "tests", "notebooks", "conftest.py", "pyproject.toml", "results")
 MUTANTS = {  # name: (file, original text (must occur once), mutant text)
     "labels shifted by one class inside train": (
-        "dreamflow_utils/train.py",
+        "dreamflow_utils/core/train.py",
         "engine.train_batches(xe[start * config.B:stop * config.B], ye[start * config.B:stop * config.B])",
         "engine.train_batches(xe[start * config.B:stop * config.B], (ye[start * config.B:stop * config.B] + 1) % 10)"),
     "xi close to 0": (
@@ -54,7 +54,7 @@ SHARED = [nb for nb in TRAINING if nb.split("/")[1][:2] in ("07", "10", "11")]  
 NOTEBOOK_MUTANTS = {  # name: (file, original text (must occur once), mutant text, notebooks)
     "labels shifted by one class inside train": (*MUTANTS["labels shifted by one class inside train"], TRAINING),
     "train runs with a near-zero step size": (
-        "dreamflow_utils/train.py", "engine = make_engine(config, initial)",
+        "dreamflow_utils/core/train.py", "engine = make_engine(config, initial)",
         "engine = make_engine(config.replace(xi=config.xi * 1e-9), initial)", TRAINING),
     "the weight-shared engine's step size near zero": (
         "dreamflow_utils/engines/shared_engine.py", "self.xi = config.xi", "self.xi = config.xi * 1e-9", SHARED),

@@ -5,12 +5,12 @@
 #
 # 1. creates .venv and installs the package (pip install -e .; TensorFlow is the extra ".[tensorflow]")
 #    if needed;
-# 2. reads DREAMFLOW_QUICK exactly as Python does (dreamflow_utils.notebook.quick_mode:
+# 2. reads DREAMFLOW_QUICK exactly as Python does (dreamflow_utils.core.quick.quick_mode:
 #    1/true/yes/on = quick, unset/0/false/no/off = full; anything else: exit 2, nothing done);
 # 3. checks that MNIST is reachable ($DREAMFLOW_MNIST, default ../shared/data/mnist if it
 #    exists, else Keras' cache); if not, says how to supply it and exits with status 2;
 # 4. runs the log's four experiments (notebooks/01-04) x seeds 0-4 through the batch
-#    (python -m dreamflow_utils.batch: an embedded Dask cluster of $JOBS worker processes):
+#    (python -m dreamflow_utils.sweeps.batch: an embedded Dask cluster of $JOBS worker processes):
 #    executed notebooks and records in runs/, the table in $CSV (results/reproduction/notebook_runs.csv);
 #    finished runs are never redone, so rerunning after an interruption resumes;
 # 5. renders notebooks 01-04 in place (full run, seed 0; skipped when already rendered from
@@ -48,10 +48,7 @@ fi
 # quick or full, decided by Python's own parser: no second opinion in bash
 if ! QUICK=$("$PY" -c '
 import sys
-try:
-    from dreamflow_utils.quick import quick_mode
-except ImportError:
-    from dreamflow_utils.notebook import quick_mode
+from dreamflow_utils.core.quick import quick_mode
 try:
     print(int(quick_mode()))
 except ValueError as e:
@@ -73,7 +70,7 @@ BATCH=(notebooks/0[1-4]_*.ipynb --seeds "$SEEDS" --jobs "$JOBS" --runs-dir "$RUN
 
 if [ "${DRY_RUN:-0}" = 1 ]; then
     echo "== DRY_RUN=1: the batch would do this (records in $RUNS/, table in $CSV); nothing else is done"
-    "$PY" -m dreamflow_utils.batch "${BATCH[@]}" --dry-run
+    "$PY" -m dreamflow_utils.sweeps.batch "${BATCH[@]}" --dry-run
     exit 0
 fi
 
@@ -95,7 +92,7 @@ MSG
 fi
 
 echo "== batch: notebooks 01-04 x seeds $SEEDS, $JOBS at a time (records in $RUNS/, table in $CSV)"
-"$PY" -m dreamflow_utils.batch "${BATCH[@]}"
+"$PY" -m dreamflow_utils.sweeps.batch "${BATCH[@]}"
 
 echo "== rendering notebooks 01-04 (seed 0) with their figures"
 "$PY" -m dreamflow_utils.notebook render "${RENDER[@]}" --jobs "$JOBS" notebooks/0[1-4]_*.ipynb

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy.stats import t
 
-from dreamflow_utils import bands
+from dreamflow_utils.studies import bands
 from dreamflow_utils import notebook as N
-from dreamflow_utils.bands import (AccuracyOutOfBand, ConfigMismatch, NotChecked, accuracy_band, band_of,
+from dreamflow_utils.studies.bands import (AccuracyOutOfBand, ConfigMismatch, NotChecked, accuracy_band, band_of,
                                    committed_accuracies, quick_epochs)
-from dreamflow_utils.experiments import LOG_EXPERIMENTS
-from dreamflow_utils.quick import quick_config
-from dreamflow_utils.train import train
+from dreamflow_utils.core.experiments import LOG_EXPERIMENTS
+from dreamflow_utils.core.quick import quick_config
+from dreamflow_utils.core.train import train
 from helpers import REAL_MNIST, learnable_data, needs_mnist
 
 CONFIG = LOG_EXPERIMENTS["block_Cs10_N2100"][0]
@@ -107,7 +107,7 @@ def test_the_committed_quick_bands_lie_far_above_chance(name):
 def test_a_quick_run_is_the_first_epochs_of_the_committed_run():
     """Quick mode's configuration learns: the first epoch of all 60000 images is bit-for-bit the first
     epoch of the committed 10-epoch run with the same seed, and lies inside its band."""
-    from dreamflow_utils.data import load_mnist
+    from dreamflow_utils.core.data import load_mnist
     q = quick_config(CONFIG, epochs=quick_epochs(CONFIG))
     assert (q.T_s, q.Nep) == (60000, 1)
     result = train(q, load_mnist(REAL_MNIST))

@@ -1,4 +1,4 @@
-"""Tests for dreamflow_utils.batch (sweeps on Dask distributed), .runs and .store (the results store).
+"""Tests for dreamflow_utils.sweeps.batch (sweeps on Dask distributed), .runs and .store (the results store).
 
 The Dask mechanics use CallRuns of tests/fixtures/batch_funcs.py (no kernels) on one
 LocalCluster shared by the module (passed as an existing scheduler); a few tests start their
@@ -21,10 +21,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dreamflow_utils import batch as B
-from dreamflow_utils import files as F
-from dreamflow_utils import runs as R
-from dreamflow_utils import store as S
+from dreamflow_utils.sweeps import batch as B
+from dreamflow_utils.core import files as F
+from dreamflow_utils.sweeps import runs as R
+from dreamflow_utils.sweeps import store as S
 from helpers import REAL_MNIST, needs_mnist
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -80,7 +80,7 @@ def square(x, log, group="sq", **kw):
 
 
 def cli(*args, cwd, env=None):
-    return subprocess.Popen([sys.executable, "-m", "dreamflow_utils.batch", *args], cwd=cwd, env=env or ENV,
+    return subprocess.Popen([sys.executable, "-m", "dreamflow_utils.sweeps.batch", *args], cwd=cwd, env=env or ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -223,7 +223,7 @@ def test_run_lock(tmp_path):
     assert a.acquire()
     a.release()
     # a process killed while holding it: the kernel releases the flock
-    proc = subprocess.Popen([sys.executable, "-c", "import sys, time; from dreamflow_utils.store import RunLock; "
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, time; from dreamflow_utils.sweeps.store import RunLock; "
                              f"assert RunLock({str(path)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
                             env=ENV, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
@@ -375,7 +375,7 @@ def test_two_concurrent_batches_share_the_work(cluster, tmp_path):
     """Two batches on one runs dir (processes): every run executed once, no false failure."""
     script = tmp_path / "sweep.py"
     script.write_text(
-        "import sys\nfrom dreamflow_utils import batch as B, runs as R\n"
+        "import sys\nfrom dreamflow_utils.sweeps import batch as B, runs as R\n"
         "if __name__ == '__main__':\n"
         f"    runs = [R.CallRun('sq', f'square {{x}}', 'batch_funcs:square', dict(x=x, log={str(tmp_path / 'log')!r}, sleep=0.3))"
         " for x in range(8)]\n"
@@ -392,7 +392,7 @@ def test_two_concurrent_batches_share_the_work(cluster, tmp_path):
 
 
 class NoSpace:
-    """Stands in for `os` in dreamflow_utils.files: a write of more than `limit` bytes hits a full disk."""
+    """Stands in for `os` in dreamflow_utils.core.files: a write of more than `limit` bytes hits a full disk."""
 
     def __init__(self, limit):
         self.limit = limit

@@ -1,10 +1,10 @@
-"""Tests for dreamflow_utils.cli: the argument checks every command line of the repo shares."""
+"""Tests for dreamflow_utils.sweeps.cli: the argument checks every command line of the repo shares."""
 import errno
 
 import pytest
 
-from dreamflow_utils import cli as C
-from dreamflow_utils.cli import CliError
+from dreamflow_utils.sweeps import cli as C
+from dreamflow_utils.sweeps.cli import CliError
 
 
 def test_parse_seeds():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dreamflow_utils import Config
-from dreamflow_utils.config import OPTIONS, check_memory, memory_estimate
+from dreamflow_utils.core.config import OPTIONS, check_memory, memory_estimate
 
 
 def test_defaults_are_the_logs():
@@ -159,7 +159,7 @@ def test_l2_winners_must_be_smaller_than_N2():
 
 def test_pixels_add_the_side_channel_to_layer_2s_input():
     """pixels > 0: N1, w2 and the memory estimate grow by the 196 values of the side channel."""
-    from dreamflow_utils.model import init_weights
+    from dreamflow_utils.core.model import init_weights
     c = Config(layer1="shared", layout="stride", stride=4, C_s=20, N2=30, pixels=0.5)
     assert c.N1 == 500 + 196 and c.w1_shape == (81, 20) and init_weights(c).w2.shape == (696, 30)
     assert c.replace(pixels=0.0).N1 == 500 and c.replace(pool=2).N1 == 20 * 9 + 196

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dreamflow_utils import data as D
+from dreamflow_utils.core import data as D
 
 NAMES = {
     ("train", "images"): "train-images-idx3-ubyte",

@@ -33,7 +33,7 @@ print("\\n".join(fingerprints(learnable_data(1000, 300)).values()))
 
 def fingerprints(data):
     """{name: "name sha256-of-the-weights per-epoch-accuracies"} of every run of CONFIGS on `data`."""
-    from dreamflow_utils.train import train
+    from dreamflow_utils.core.train import train
     out = {}
     for name, config in CONFIGS.items():
         r = train(config, data)

@@ -1,4 +1,4 @@
-"""Tests for dreamflow_utils.engine_story (notebook 09's helpers), numpy and reference only (no TF)."""
+"""Tests for dreamflow_utils.notebook.engine_story (notebook 09's helpers), numpy and reference only (no TF)."""
 from __future__ import annotations
 
 import matplotlib
@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from dreamflow_utils import Config
-from dreamflow_utils import engine_story as S
+from dreamflow_utils.notebook import engine_story as S
 from helpers import synthetic_data
 
 SMALL = Config(layout="block", C_s=3, N2=7, B=20, T_s=200, Nep=2)

@@ -9,7 +9,7 @@ import pytest
 from dreamflow_utils import Config, init_weights
 from dreamflow_utils.engines import REGISTRY, Engine, make_engine, predict_vote
 from dreamflow_utils.engines import share_cores
-from dreamflow_utils.geometry import patch_indices
+from dreamflow_utils.core.geometry import patch_indices
 from helpers import synthetic_data
 
 DATA = synthetic_data(n_train=1200, n_test=300)

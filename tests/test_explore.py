@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from dreamflow_utils import Config, train
-from dreamflow_utils.batch import run_batch
-from dreamflow_utils.config import OPTIONS
-from dreamflow_utils.explore import Explorer, call_run, run_name
-from dreamflow_utils.quick import quick_config
+from dreamflow_utils.sweeps.batch import run_batch
+from dreamflow_utils.core.config import OPTIONS
+from dreamflow_utils.notebook.explore import Explorer, call_run, run_name
+from dreamflow_utils.core.quick import quick_config
 from helpers import REAL_MNIST, learnable_data, needs_mnist
 
 DATA = learnable_data(n_train=1000, n_test=300)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dreamflow_utils.geometry import (grid_side, n_cells, patch_indices, patch_origins, pool_cells, shift_images,
+from dreamflow_utils.core.geometry import (grid_side, n_cells, patch_indices, patch_origins, pool_cells, shift_images,
                                       translate)
 from helpers import synthetic_data
 

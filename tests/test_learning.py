@@ -4,7 +4,7 @@ The mutation check (scripts/mutation_check.py) relies on these tests failing whe
 import pytest
 
 from dreamflow_utils import Config
-from dreamflow_utils.train import train
+from dreamflow_utils.core.train import train
 from helpers import learnable_data
 
 DATA = learnable_data(n_train=2000, n_test=500)

@@ -1,4 +1,4 @@
-"""Tests for dreamflow_utils.live.LiveView (headless: no frontend attached)."""
+"""Tests for dreamflow_utils.plots.live.LiveView (headless: no frontend attached)."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from dreamflow_utils.live import LiveView
+from dreamflow_utils.plots.live import LiveView
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -16,10 +16,10 @@ import pytest
 from matplotlib.figure import Figure
 
 from dreamflow_utils import notebook as N
-from dreamflow_utils.data import MnistNotFound
-from dreamflow_utils.files import read_csv_rows
+from dreamflow_utils.core.data import MnistNotFound
+from dreamflow_utils.core.files import read_csv_rows, repo_root
 from dreamflow_utils.studies import reproduction as R
-from dreamflow_utils.experiments import LOG_EXPERIMENTS
+from dreamflow_utils.core.experiments import LOG_EXPERIMENTS
 from helpers import synthetic_data
 
 REPO = Path(__file__).parents[1]
@@ -109,7 +109,7 @@ def test_figures_folder_rules(tmp_path, monkeypatch):
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")
-    assert N.repo_root() == tmp_path
+    assert repo_root() == tmp_path
     assert N.figures_folder(quick=False) == tmp_path / "figures"
     assert N.figures_folder(quick=True) == tmp_path / "figures" / "quick"
     rec = tmp_path / "runs" / "01_x" / "01_x__seed=3.result.json"
@@ -131,8 +131,8 @@ def test_run_show_saves_png_and_displays_it(tmp_path, monkeypatch):
 def test_end_to_end_on_synthetic_data(tmp_path, monkeypatch, capsys):
     """The cells of an experiment notebook, in order, on tiny data (quick mode)."""
     from dreamflow_utils import plots
-    from dreamflow_utils.live import LiveView
-    from dreamflow_utils.train import train
+    from dreamflow_utils.plots.live import LiveView
+    from dreamflow_utils.core.train import train
 
     monkeypatch.setattr(N.plots, "show_png", lambda path: None)
     monkeypatch.setattr(N, "load_data", lambda data_dir, quick, dataset="mnist": (synthetic_data(600, 100), "synthetic"))

@@ -228,7 +228,7 @@ def test_quotes_format_means_over_seeds():
 
 def test_reproduction_summary_prints_from_the_committed_records(capsys):
     from dreamflow_utils import notebook as N
-    from dreamflow_utils.experiments import LOG_EXPERIMENTS
+    from dreamflow_utils.core.experiments import LOG_EXPERIMENTS
     c = LOG_EXPERIMENTS["block_Cs20_N2200"][0]
     run = N.Run("03", c, c, None, "", False, Path("."), log=N.find_log(c))
     N.reproduction_summary(run, compare=["block_Cs10_N2100"])
@@ -244,7 +244,7 @@ def test_reproduction_summary_prints_from_the_committed_records(capsys):
 
 def test_bench_span_and_overlap():
     from dreamflow_utils import notebook as N
-    from dreamflow_utils.engine_story import LOG_LABEL, LOG_MS_PER_BATCH
+    from dreamflow_utils.notebook.engine_story import LOG_LABEL, LOG_MS_PER_BATCH
     table = {"block_Cs10_N2100": {"numpy": 1.0, "TF eager f64": 40.0, "TF graph f64": 4.0},
              "block_Cs20_N2200": {"numpy": 2.0, "TF eager f64": 60.0, "TF graph f64": 5.0}}
     assert N.bench_span(table, "numpy") == "1.00-2.00"

@@ -13,7 +13,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from dreamflow_utils import plots
-from dreamflow_utils.geometry import patch_indices, patch_origins
+from dreamflow_utils.core.geometry import patch_indices, patch_origins
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

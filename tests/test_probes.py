@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from dreamflow_utils import baselines
-from dreamflow_utils.baselines import kmeans_prototypes, knn, linear_pixels, nearest_prototype_labels
-from dreamflow_utils.probes import logistic_probe, probe_accuracy, ridge_probe
+from dreamflow_utils.studies import baselines
+from dreamflow_utils.studies.baselines import kmeans_prototypes, knn, linear_pixels, nearest_prototype_labels
+from dreamflow_utils.studies.probes import logistic_probe, probe_accuracy, ridge_probe
 
 
 def _separable(n=300, d=20, seed=0):

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from dreamflow_utils import store as S
-from dreamflow_utils.config import Config
+from dreamflow_utils.sweeps import store as S
+from dreamflow_utils.core.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
 # Tables a running study still appends to (with code that writes reprs): converted once it has ended
-# (`python -m dreamflow_utils.store json-cells results/frontier/runs.csv results/frontier-search/runs.csv`);
+# (`python -m dreamflow_utils.sweeps.store json-cells results/frontier/runs.csv results/frontier-search/runs.csv`);
 # then remove them from this set.
 PENDING = {"results/frontier/runs.csv", "results/frontier-search/runs.csv"}
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from helpers import synthetic_data
 
-from dreamflow_utils.config import Config
+from dreamflow_utils.core.config import Config
 from dreamflow_utils.engines import make_engine
 from dreamflow_utils.engines.shared_engine import SharedEngine
 from dreamflow_utils.engines.shared_reference import SharedReference
-from dreamflow_utils.model import Weights, WeightsError, init_weights
+from dreamflow_utils.core.model import Weights, WeightsError, init_weights
 
 TOL = 1e-12
 

@@ -5,7 +5,7 @@ import pytest
 
 from dreamflow_utils import Config, Weights, init_weights, train
 from dreamflow_utils.engines import make_engine
-from dreamflow_utils.geometry import patch_indices
+from dreamflow_utils.core.geometry import patch_indices
 from helpers import synthetic_data
 
 DATA = synthetic_data()

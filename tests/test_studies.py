@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dreamflow_utils import Config, train
-from dreamflow_utils.experiments import LOG_EXPERIMENTS
+from dreamflow_utils.core.experiments import LOG_EXPERIMENTS
 from dreamflow_utils.studies import Study, Variant, load_records, plan, registry, run_variant, study_data
 from dreamflow_utils.studies import reproduction as R
 from dreamflow_utils.studies import symmetry as S
@@ -199,8 +199,8 @@ def test_every_final_model_but_the_logs_has_validation_records_of_its_configurat
 
 def test_a_study_runs_through_the_batch(tmp_path):
     """plan -> batch (embedded Dask cluster) -> records -> load_records, on real MNIST in quick mode."""
-    from dreamflow_utils.batch import run_batch
-    from dreamflow_utils.data import MnistNotFound, load_mnist
+    from dreamflow_utils.sweeps.batch import run_batch
+    from dreamflow_utils.core.data import MnistNotFound, load_mnist
     try:
         load_mnist()
     except MnistNotFound:
@@ -241,7 +241,7 @@ def test_a_record_planned_before_an_option_existed_is_the_same_run():
     """A config without a field added later (its default: the same model) has the same identity;
     a field set off its default does not."""
     from dreamflow_utils import Config
-    from dreamflow_utils.store import same_identity
+    from dreamflow_utils.sweeps.store import same_identity
     config = Config(layer1="shared", layout="stride", stride=4).to_dict()
     new = {"kind": "call", "name": "x seed 0", "kwargs": {"seed": 0, "config": config}}
     old = {"kind": "call", "name": "x seed 0", "kwargs": {"seed": 0, "config": {k: v for k, v in config.items()

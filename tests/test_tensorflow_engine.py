@@ -17,8 +17,8 @@ from dreamflow_utils.engines.numpy_engine import NumpyEngine  # noqa: E402
 from dreamflow_utils.engines.reference import ReferenceEngine  # noqa: E402
 from dreamflow_utils.engines.tensorflow_engine import TensorFlowEngine, _argmax_first  # noqa: E402
 from dreamflow_utils.bench import VARIANTS, build, interleaved  # noqa: E402
-from dreamflow_utils.geometry import patch_indices  # noqa: E402
-from dreamflow_utils.model import Weights  # noqa: E402
+from dreamflow_utils.core.geometry import patch_indices  # noqa: E402
+from dreamflow_utils.core.model import Weights  # noqa: E402
 
 TOL = 1e-9
 XLA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError,

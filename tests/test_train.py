@@ -5,7 +5,7 @@ import pytest
 
 from dreamflow_utils import Config, init_weights, load_weights, train
 from dreamflow_utils.engines import make_engine
-from dreamflow_utils.geometry import shift_images
+from dreamflow_utils.core.geometry import shift_images
 from helpers import learnable_data, synthetic_data
 
 DATA = synthetic_data()
@@ -100,7 +100,7 @@ def test_epoch_hooks_shift_and_xi_schedule(layer1):
 
 def test_dataset_is_loaded_from_the_config(monkeypatch):
     import sys
-    T = sys.modules["dreamflow_utils.train"]  # the module (the package exports the function under its name)
+    T = sys.modules["dreamflow_utils.core.train"]  # the module (the package exports the function under its name)
     asked = []
     monkeypatch.setattr(T, "load_dataset", lambda name: asked.append(name) or DATA)
     r = train(Config(**SMALL, dataset="fashion"))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dreamflow_utils import Config, train
-from dreamflow_utils.train import StopTraining
+from dreamflow_utils.core.train import StopTraining
 from helpers import synthetic_data
 
 DATA = synthetic_data()

@@ -1,8 +1,8 @@
 import numpy as np
 
 from dreamflow_utils import Config, train
-from dreamflow_utils.geometry import translate
-from dreamflow_utils.translation import code_shift_similarity, shifted_accuracy, translation_match, unit_patches
+from dreamflow_utils.core.geometry import translate
+from dreamflow_utils.studies.translation import code_shift_similarity, shifted_accuracy, translation_match, unit_patches
 from helpers import synthetic_data
 
 DATA = synthetic_data()

@@ -8,7 +8,7 @@ import pytest
 
 from dreamflow_utils import Config, TrainingDiverged, Weights, evaluate, init_weights, load_weights, save_weights, train
 from dreamflow_utils.engines import make_engine
-from dreamflow_utils.model import WeightsError
+from dreamflow_utils.core.model import WeightsError
 from helpers import synthetic_data
 
 DATA = synthetic_data()

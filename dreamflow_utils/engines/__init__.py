@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from ..config import SUPPORTED, Config
-from ..model import Weights, init_weights
+from ..core.config import SUPPORTED, Config
+from ..core.model import Weights, init_weights
 from .base import Engine, predict_vote
 from .threads import load as machine_load
 from .threads import prepare as _prepare_threads

@@ -20,9 +20,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..config import N_CLASSES, Config
-from ..geometry import SIDE
-from ..model import Weights
+from ..core.config import N_CLASSES, Config
+from ..core.geometry import SIDE
+from ..core.model import Weights
 
 CODE_KINDS = ("value", "onehot", "dense")
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..config import Config
-from ..model import Weights, check_weights
+from ..core.config import Config
+from ..core.model import Weights, check_weights
 from .base import check_kind, images, in_chunks, labels, predict_vote
 
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import Config
-from ..geometry import SIDE, patch_indices
-from ..model import Weights, check_weights
+from ..core.config import Config
+from ..core.geometry import SIDE, patch_indices
+from ..core.model import Weights, check_weights
 from . import kernels
 from .base import check_kind, images, in_chunks, labels, predict_vote
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..config import Config
-from ..geometry import patch_indices, pool_cells
-from ..model import Weights, check_weights
+from ..core.config import Config
+from ..core.geometry import patch_indices, pool_cells
+from ..core.model import Weights, check_weights
 from . import shared_kernels as sk
 from .base import check_kind, images, labels, predict_vote
 

@@ -40,8 +40,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..config import PIXEL_CHANNEL
-from ..geometry import SIDE
+from ..core.config import PIXEL_CHANNEL
+from ..core.geometry import SIDE
 
 # error_model="numpy": a float division follows IEEE instead of checking for a zero divisor
 # (which would raise ZeroDivisionError and keeps LLVM from vectorising the update loops; no

@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import Config
-from ..geometry import SIDE, patch_indices, pool_cells
-from ..model import Weights, check_weights
+from ..core.config import Config
+from ..core.geometry import SIDE, patch_indices, pool_cells
+from ..core.model import Weights, check_weights
 from .base import check_kind, images, in_chunks, labels, predict_vote
 
 

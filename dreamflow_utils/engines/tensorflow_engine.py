@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import N_CLASSES, Config
-from ..geometry import SIDE, patch_indices
-from ..model import Weights, check_weights
+from ..core.config import N_CLASSES, Config
+from ..core.geometry import SIDE, patch_indices
+from ..core.model import Weights, check_weights
 from .base import images, labels
 
 L = SIDE * SIDE

@@ -24,10 +24,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import Config
-from ..data import load_dataset, validation_split
-from ..quick import quick_data
-from ..train import train, versions
+from ..core.config import Config
+from ..core.data import load_dataset, validation_split
+from ..core.quick import quick_data
+from ..core.train import train, versions
 from . import measures
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"  # the repository's results folder
@@ -129,7 +129,7 @@ def run_variant(study: str, variant: str, seed: int, dataset: str = "mnist", qui
     record = {"study": study, "variant": variant, "family": v.family, "seed": seed, "dataset": dataset,
               "split": split, "quick": quick, "note": v.note}
     if v.family == "baseline":
-        from .. import baselines
+        from . import baselines
         acc, seconds = baselines.run(v.baseline, data, seed)
         return record | {"test_accuracy": acc, "seconds": seconds, "versions": versions()}
     cfg = v.config.replace(seed=seed, dataset=dataset)
@@ -174,7 +174,7 @@ def measure(variant: Variant, config: Config, weights, data) -> dict:
 def plan(study: Study, seeds, variants=None, dataset: str = "mnist", quick: bool = False) -> list:
     """The batch runs of `variants` (default: all) x `seeds` on `dataset` (a variant with its own
     `seeds` runs only those it shares with `seeds`, or its first if none)."""
-    from ..runs import CallRun
+    from ..sweeps.runs import CallRun
 
     names = list(study.variants) if variants is None else list(variants)
     unknown = [n for n in names if n not in study.variants]

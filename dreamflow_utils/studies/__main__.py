@@ -12,12 +12,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..batch import add_cluster_options, run_batch
-from ..cli import ArgumentParser, CliError, nonnegative_int, parse_seeds, positive_int, run_cli
-from ..config import DATASETS
-from ..files import atomic_write
-from ..notebook import repo_root
-from ..quick import quick_mode
+from ..core.config import DATASETS
+from ..core.files import atomic_write, repo_root
+from ..core.quick import quick_mode
+from ..sweeps.batch import add_cluster_options, run_batch
+from ..sweeps.cli import ArgumentParser, CliError, nonnegative_int, parse_seeds, positive_int, run_cli
 from . import get_study, load_records, plan, registry
 
 

@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from ..data import load_dataset
+from ..core.data import load_dataset
 from ..engines import make_engine, machine_load
-from ..train import StopTraining, train
+from ..core.train import StopTraining, train
 from . import RESULTS
 from .frontier import KROTOV_NOTEBOOK
 

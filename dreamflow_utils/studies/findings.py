@@ -27,7 +27,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..files import atomic_write, read_csv_rows
+from ..core.files import atomic_write, read_csv_rows
 from . import RESULTS, get_study, load_records, tables
 
 START, END = "<!-- findings:start -->", "<!-- findings:end -->"
@@ -134,7 +134,7 @@ def reproduction_lines(results=RESULTS) -> list[str]:
 
 # ----------------------------------------------------------------------------- speed
 def speed_lines(results=RESULTS) -> list[str]:
-    from ..experiments import LOG_EXPERIMENTS
+    from ..core.experiments import LOG_EXPERIMENTS
 
     rows = read_csv_rows(Path(results) / "benchmark" / "benchmark.csv")
     rows = [r for r in rows if _num(r.get("reference ms")) and _num(r.get("numpy ms"))]
@@ -161,7 +161,7 @@ def speed_lines(results=RESULTS) -> list[str]:
 # ----------------------------------------------------------------------------- the log's next step
 def _config_of(record):
     """The record's Config (fields this version does not know dropped), or None."""
-    from ..config import Config
+    from ..core.config import Config
     fields = Config.__dataclass_fields__
     try:
         return Config(**{k: v for k, v in (record.get("config") or {}).items() if k in fields})
@@ -170,7 +170,7 @@ def _config_of(record):
 
 
 def symmetry_lines(results=RESULTS) -> list[str]:
-    from ..experiments import LOG_EXPERIMENTS
+    from ..core.experiments import LOG_EXPERIMENTS
 
     records = _records("symmetry", results)
     if not records:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import csv
 import io
 
-from ..config import Config
-from ..experiments import LOG_EXPERIMENTS
+from ..core.config import Config
+from ..core.experiments import LOG_EXPERIMENTS
 from . import Study, Variant, tables
 
 KNOWN = {  # published numbers the goals compare with (MNIST test accuracy)

@@ -16,12 +16,12 @@ import time
 
 import numpy as np
 
-from ..config import Config
+from ..core.config import Config
+from ..core.geometry import shift_images
+from ..core.model import Weights, init_weights
 from ..engines import make_engine, predict_vote
-from ..geometry import shift_images
-from ..model import Weights, init_weights
-from ..probes import PROBES, ridge_probe
-from ..translation import code_shift_similarity, translation_match, unit_patches
+from .probes import PROBES, ridge_probe
+from .translation import code_shift_similarity, translation_match, unit_patches
 
 TEST_SHIFT_SEED = 12345  # the shifted test copies are the same for every model
 N_TRANSLATION = 1000  # test images the code similarities use

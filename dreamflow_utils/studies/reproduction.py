@@ -12,7 +12,7 @@ import re
 import statistics
 from pathlib import Path
 
-from ..experiments import LOG_EXPERIMENTS
+from ..core.experiments import LOG_EXPERIMENTS
 from . import Study, Variant, tables
 
 WTA_CLUSTER = " wta=cluster"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import Config
+from ..core.config import Config
 from .. import plots
 from . import Study, Variant, tables
 
@@ -138,7 +138,7 @@ def summary_markdown(records) -> str:
             "features) trained on the 60000 training codes.\n\n" + summary_table(records)
             + "\n\n**Probe ladder** (the best shared variant's bank read out on other grids; one-hot winners "
             "sum-pooled = counts of each detector's wins):\n\n" + ladder_table(records)
-            + "\n\n**Translation measurements** (`dreamflow_utils/translation.py`; 'initial' = the untrained "
+            + "\n\n**Translation measurements** (`dreamflow_utils/studies/translation.py`; 'initial' = the untrained "
             "weights, the chance level):\n\n" + translation_table(records) + "\n")
 
 

@@ -53,11 +53,8 @@ def _safe_id(raw: str) -> str:
 
 
 def _quick_mode() -> bool:
-    """$DREAMFLOW_QUICK as `notebook.quick_mode` parses it (ValueError for anything else)."""
-    try:
-        from .quick import quick_mode  # light: what notebook.quick_mode is
-    except ImportError:
-        from .notebook import quick_mode
+    """$DREAMFLOW_QUICK as `quick.quick_mode` parses it (ValueError for anything else)."""
+    from ..core.quick import quick_mode
     return quick_mode()
 
 
@@ -287,7 +284,7 @@ class NotebookRun:
                 declared = pm.inspect_notebook(str(src))
                 params = {**self.params, **({"record_path": str(result_path)} if "record_path" in declared else {})}
                 cwd = self._kernel_cwd()
-                from .live import HEADLESS_ENV
+                from ..plots.live import HEADLESS_ENV
                 env = {"DREAMFLOW_QUICK": "1" if self.quick else "0", HEADLESS_ENV: "1"}  # no one watches
                 # kernel cwd via nbclient's resources: papermill's own `cwd` does a process-wide chdir
                 pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=self.kernel_name,

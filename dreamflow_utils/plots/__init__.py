@@ -24,7 +24,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from .files import atomic_write
+from ..core.files import atomic_write
 
 __all__ = [
     "IMAGE_SIDE",
@@ -119,7 +119,7 @@ def layer1_layout(w1, C_s: int, layout: str | None = None,
     otherwise the first that fits of "block", "overlap", "stride" 1..19, or None when none
     does (units that see the whole image, as Krotov's).
     """
-    from .geometry import LAST, patch_indices
+    from ..core.geometry import LAST, patch_indices
 
     w1 = _as_w1(w1)
     C_s = _check_C_s(C_s, w1.shape[1])
@@ -148,7 +148,7 @@ def tapestry(w1, C_s: int, layout: str | None = None, stride: int | None = None)
     are narrow, each under its label "position k (rows a-b, cols c-d)". About 0.4 in per 9x9
     tile and 0.84 in per whole-image tile, less (9x9 tiles: a quarter at most, whole-image
     tiles: three quarters) where the tiles would stand taller than 12 in."""
-    from .geometry import patch_origins
+    from ..core.geometry import patch_origins
 
     w1 = _as_w1(w1)
     C_s = _check_C_s(C_s, w1.shape[1])
@@ -496,7 +496,7 @@ def code_fields(config, w1) -> np.ndarray:
     """What each entry of the layer-1 code sees, in image space, shape (784, N1): w1 itself for
     layer1="clusters"; for the shared bank, detector d's weights placed at every position of
     the entry's pooled cell (averaged over the cell's positions)."""
-    from .geometry import patch_indices, pool_cells
+    from ..core.geometry import patch_indices, pool_cells
 
     w1 = np.asarray(w1)
     if config.layer1 == "clusters":

@@ -17,7 +17,7 @@ notebook fails (under nbval too) when the science breaks, not only when the code
   spread we have measured. A broken model (chance: 10%) or one a point worse than the committed
   one (where the seeds' sd is a few tenths) falls outside.
 * The demo digits (scikit-learn's 8x8 digits, quick mode without MNIST): results/bands/
-  demo_digits.csv, measured by ``python -m dreamflow_utils.bands`` (the log's four
+  demo_digits.csv, measured by ``python -m dreamflow_utils.studies.bands`` (the log's four
   configurations in quick mode, seeds 0-4); not comparable to MNIST.
 """
 from __future__ import annotations
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .config import Config, non_default
-from .studies import RESULTS as RESULTS_DIR
-from .studies import get_study, load_records
+from ..core.config import Config, non_default
+from . import RESULTS as RESULTS_DIR
+from . import get_study, load_records
 
 LEVEL = 0.0027  # two-sided: the share of correct runs of a new seed that a band leaves out (3 sigma)
 EXACT = 1e-9  # a seed's rerun equals its record up to float rounding of the accuracy
@@ -176,10 +176,10 @@ def quick_epochs(config: Config, results_dir=RESULTS_DIR) -> int:
 
 def measure_demo(seeds=range(5)) -> list[dict]:
     """The log's four configurations in quick mode on the demo digits, one row per seed."""
-    from .data import load_digits_demo
-    from .experiments import LOG_EXPERIMENTS
-    from .quick import quick_config
-    from .train import train
+    from ..core.data import load_digits_demo
+    from ..core.experiments import LOG_EXPERIMENTS
+    from ..core.quick import quick_config
+    from ..core.train import train
 
     data = load_digits_demo()
     rows = []
@@ -193,12 +193,12 @@ def measure_demo(seeds=range(5)) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    """python -m dreamflow_utils.bands [RESULTS_DIR]: measure the demo-digits band (results/bands/demo_digits.csv)."""
+    """python -m dreamflow_utils.studies.bands [RESULTS_DIR]: measure the demo-digits band (results/bands/demo_digits.csv)."""
     import argparse
     import io
 
-    from .files import atomic_write
-    p = argparse.ArgumentParser(prog="python -m dreamflow_utils.bands", description=main.__doc__)
+    from ..core.files import atomic_write
+    p = argparse.ArgumentParser(prog="python -m dreamflow_utils.studies.bands", description=main.__doc__)
     p.add_argument("results_dir", nargs="?", default=str(RESULTS_DIR))
     a = p.parse_args(argv)
     rows = measure_demo()

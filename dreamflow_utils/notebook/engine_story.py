@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import bench
-from .experiments import LOG_EXPERIMENTS
+from .. import bench
+from ..core.experiments import LOG_EXPERIMENTS
 
 # the log's seconds per epoch of 60000 samples / 600 batches of B=100, in ms per batch
 LOG_MS_PER_BATCH = {name: 1000 * sec * c.B / c.T_s for name, (c, _, sec) in LOG_EXPERIMENTS.items()}

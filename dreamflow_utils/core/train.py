@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import Config
 from .data import load_dataset, validate_data, validate_split
-from .engines import make_engine, run_threads, machine_load
+from ..engines import make_engine, run_threads, machine_load
 from .files import atomic_write
 from .geometry import shift_images
 from .model import Weights, check_weights, init_weights, save_weights
@@ -195,7 +195,7 @@ def code_commit() -> str | None:
     outside a git checkout."""
     import subprocess
 
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the package folder
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader (or an interrupted run) never sees a half-written file."""
+"""Files: atomic writes (a reader, or an interrupted run, never sees a half-written file), CSV rows, the
+repository's root."""
 from __future__ import annotations
 
 import csv
@@ -33,3 +34,12 @@ def read_csv_rows(path) -> list[dict]:
         return []
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def repo_root(start=None) -> Path:
+    """The nearest folder at or above `start` (default: cwd) holding pyproject.toml, else `start`."""
+    start = Path(start or os.getcwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return start

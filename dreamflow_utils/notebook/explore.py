@@ -26,14 +26,16 @@ import threading
 import time
 from pathlib import Path
 
-from . import notebook, plots, store
-from .bands import committed_accuracies
-from .config import CODES, DATASETS, LAYER1, OPTIONS, POOL_MODES, Config
-from .geometry import LAYOUTS
-from .live import LiveView, headless
-from .quick import QUICK_ENV, quick_config, quick_mode
-from .runs import CallRun, Outcome, _now
-from .train import StopTraining, TrainResult, train
+from .. import notebook, plots
+from ..core.config import CODES, DATASETS, LAYER1, OPTIONS, POOL_MODES, Config
+from ..core.files import repo_root
+from ..core.geometry import LAYOUTS
+from ..core.quick import QUICK_ENV, quick_config, quick_mode
+from ..core.train import StopTraining, TrainResult, train
+from ..plots.live import LiveView, headless
+from ..studies.bands import committed_accuracies
+from ..sweeps import store
+from ..sweeps.runs import CallRun, Outcome, _now
 
 __all__ = ["Explorer", "FIELDS", "call_run", "run_name", "train_record", "committed_line"]
 
@@ -114,7 +116,7 @@ class Explorer:
         self.base = Config(**params)
         self.quick = quick_mode() if quick is None else quick
         self.data_dir = data_dir
-        self.runs_dir = Path(runs_dir) if runs_dir is not None else notebook.repo_root() / "runs" / "explore"
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else repo_root() / "runs" / "explore"
         self.draw = not headless()
         self._data = {} if data is None else {self.base.dataset: (data, "the given data")}
         self.result: TrainResult | None = None

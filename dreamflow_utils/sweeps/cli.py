@@ -4,7 +4,7 @@ Every check raises `CliError` (a ValueError) with a message that names the optio
 bad value; `run_cli` turns it into ONE line ``error: <message>`` on stderr and exit status 2,
 without a traceback::
 
-    from dreamflow_utils.cli import ArgumentParser, CliError, parse_seeds, positive_int, run_cli
+    from dreamflow_utils.sweeps.cli import ArgumentParser, CliError, parse_seeds, positive_int, run_cli
 
     @run_cli
     def main(argv=None):

@@ -1,9 +1,9 @@
 """
 Parameter sweeps on Dask distributed: notebooks x seeds x grid (papermill), or any function, resumable.
 
-    python -m dreamflow_utils.batch notebooks/02_block_Cs10_N2100.ipynb --seeds 0-4 \
+    python -m dreamflow_utils.sweeps.batch notebooks/02_block_Cs10_N2100.ipynb --seeds 0-4 \
         --param T_s=1000 --grid C_s=10,20 --jobs 2 --runs-dir runs
-    python -m dreamflow_utils.batch ... --scheduler tcp://host:8786     # an existing Dask cluster
+    python -m dreamflow_utils.sweeps.batch ... --scheduler tcp://host:8786     # an existing Dask cluster
 
 Runs (`runs`: notebooks, functions) execute on Dask workers: with no --scheduler, an embedded
 `LocalCluster` of --jobs worker processes (one thread each, the numba/BLAS threads shared
@@ -129,7 +129,7 @@ def _start_client(jobs, scheduler, retries):
             raise CliError(f"--scheduler {scheduler}: cannot connect ({type(e).__name__}: {e})") from None
     import numba
 
-    from .engines import share_cores
+    from ..engines import share_cores
 
     # the workers (and the kernels they start) get what share_cores sets for the processes it
     # starts (NUMBA_NUM_THREADS); this process keeps its own environment and threads
@@ -326,7 +326,7 @@ def add_cluster_options(p):
 
 @run_cli
 def main(argv=None):
-    p = ArgumentParser(prog="python -m dreamflow_utils.batch", description=__doc__.strip().split("\n")[0],
+    p = ArgumentParser(prog="python -m dreamflow_utils.sweeps.batch", description=__doc__.strip().split("\n")[0],
                        epilog="With no notebooks, only (re)writes the CSV from the records in --runs-dir.")
     p.add_argument("notebooks", nargs="*", type=Path, metavar="NOTEBOOK")
     p.add_argument("--seeds", default="0", help="e.g. 0-4, 0,1,7 or 0-2,7 (default: 0)")

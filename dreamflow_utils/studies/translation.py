@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import PATCH, patch_indices, translate
+from ..core.geometry import PATCH, patch_indices, translate
 
 __all__ = ["unit_patches", "translation_match", "code_shift_similarity", "shifted_accuracy"]
 

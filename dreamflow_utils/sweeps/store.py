@@ -41,7 +41,7 @@ from io import StringIO
 from pathlib import Path
 
 from .cli import CliError, describe_oserror
-from .files import atomic_write, read_csv_rows
+from ..core.files import atomic_write, read_csv_rows
 from .runs import Outcome, _check_relative, _jsonable, _now
 
 __all__ = ["StoreError", "RunLock", "collect", "done", "load_record", "record_path", "parse_cell", "json_cells"]
@@ -82,7 +82,7 @@ def _canonical(identity):
     if not isinstance(identity, dict) or not isinstance(identity.get("kwargs"), dict) \
             or not isinstance(identity["kwargs"].get("config"), dict):
         return identity
-    from .config import non_default
+    from ..core.config import non_default
     return identity | {"kwargs": identity["kwargs"] | {"config": non_default(identity["kwargs"]["config"])}}
 
 
@@ -344,7 +344,7 @@ def json_cells(csv_path, columns=("config",)) -> int:
     (as `collect` writes). Every other cell, the row order and the line ends stay as they are; cells
     already JSON are left alone. Returns the number of cells converted (0: the file is not rewritten).
 
-    ``python -m dreamflow_utils.store json-cells results/frontier/runs.csv results/frontier-search/runs.csv``
+    ``python -m dreamflow_utils.sweeps.store json-cells results/frontier/runs.csv results/frontier-search/runs.csv``
     """
     import csv as _csv
 
@@ -407,9 +407,9 @@ def collect(runs_dir="runs", csv=None, force=False):
 
 
 def main(argv=None) -> int:
-    """python -m dreamflow_utils.store json-cells CSV...: convert runs tables' config cells to JSON (`json_cells`)."""
+    """python -m dreamflow_utils.sweeps.store json-cells CSV...: convert runs tables' config cells to JSON (`json_cells`)."""
     import argparse
-    p = argparse.ArgumentParser(prog="python -m dreamflow_utils.store", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m dreamflow_utils.sweeps.store", description=main.__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     j = sub.add_parser("json-cells", help="rewrite the config column of runs tables from Python reprs to JSON")
     j.add_argument("csv", nargs="+")

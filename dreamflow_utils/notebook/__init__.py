@@ -8,7 +8,7 @@ Conventions (follow them in new notebooks, ``notebooks/NN_<name>.ipynb``):
       seed = 0; engine = "numpy"
       data_dir = None      # MNIST: None -> $DREAMFLOW_MNIST, then Keras' cache
       figures_dir = None   # None -> see `figures_folder`
-      record_path = None   # set by `python -m dreamflow_utils.batch`; results JSON goes there
+      record_path = None   # set by `python -m dreamflow_utils.sweeps.batch`; results JSON goes there
 
   Relative paths are relative to the notebook's folder (the kernel's working directory
   in JupyterLab, nbval, the batch and ``render``).
@@ -57,19 +57,19 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import plots
-from .bands import RESULTS_DIR, ConfigMismatch, NotChecked, accuracy_band, quick_epochs
-from .config import Config
-from .data import MnistFormatError, MnistNotFound, load_dataset, load_digits_demo, load_mnist
-from .experiments import LOG_EXPERIMENTS
-from .files import read_csv_rows
-from .model import init_weights
-from .quick import QUICK_ENV, QUICK_NEP, QUICK_T_S, quick_config, quick_data, quick_mode
-from .studies.reproduction import log_table, plot_log_summary, summarize
+from .. import plots
+from ..studies.bands import RESULTS_DIR, ConfigMismatch, NotChecked, accuracy_band, quick_epochs
+from ..core.config import Config
+from ..core.data import MnistFormatError, MnistNotFound, load_dataset, load_digits_demo, load_mnist
+from ..core.experiments import LOG_EXPERIMENTS
+from ..core.files import read_csv_rows, repo_root
+from ..core.model import init_weights
+from ..core.quick import QUICK_ENV, QUICK_NEP, QUICK_T_S, quick_config, quick_data, quick_mode
+from ..studies.reproduction import log_table, plot_log_summary, summarize
 
 __all__ = [
     "QUICK_ENV", "QUICK_T_S", "QUICK_NEP", "quick_mode", "quick_config", "find_log",
-    "load_data", "repo_root", "figures_folder", "show", "setup", "Run", "study_run", "show_markdown",
+    "load_data", "figures_folder", "show", "setup", "Run", "study_run", "show_markdown",
     "print_log", "summary", "percent", "span", "seconds_text", "reproduction_summary", "reproduction_overview",
     "main_job_summary", "Quotes", "bench_span",
     "clean_notebook", "check_notebook", "render", "main",
@@ -124,15 +124,6 @@ def load_data(data_dir=None, quick: bool | None = None, dataset: str = "mnist"):
 
 
 # ----------------------------------------------------------------------------- paths
-def repo_root(start=None) -> Path:
-    """The nearest folder at or above `start` (default: cwd) holding pyproject.toml, else `start`."""
-    start = Path(start or os.getcwd()).resolve()
-    for folder in (start, *start.parents):
-        if (folder / "pyproject.toml").is_file():
-            return folder
-    return start
-
-
 def _shown(path) -> str:
     """`path` for printing: relative to the repo root (or cwd), never absolute if avoidable."""
     path = Path(path).resolve()
@@ -291,7 +282,7 @@ class Run:
         """Write the run's record (plus experiment, log accuracy, quick, data) to record_path, if set."""
         if self.record_path is None:
             return
-        from .train import write_json_atomic
+        from ..core.train import write_json_atomic
         record = result.record() | {
             "experiment": self.log[0] if self.log else self.name, "notebook_name": self.name,
             "log_accuracy": self.log_accuracy, "quick": self.quick, "data": self.data_source}
@@ -331,9 +322,9 @@ def study_run(name: str, study, variant: str, *, seed: int = 0, dataset: str = "
     """Notebook step: train one variant of a study live (`LiveView`, progress bar) and print what
     it measures (`studies.measure`; in quick mode on the first 2000 training / 1000 test images: `quick_data`).
     Returns (run, result, measurements)."""
-    from .live import LiveView
-    from .studies import measure
-    from .train import train
+    from ..plots.live import LiveView
+    from ..studies import measure
+    from ..core.train import train
 
     v = study.variants[variant]
     run = setup(name, **(v.config.to_dict() | {"seed": seed, "dataset": dataset}), data_dir=data_dir,
@@ -379,7 +370,7 @@ def summary(csv_path, figures_dir=None, name: str = "05_summary") -> dict | None
     s = summarize(rows)
     if not any(e["n"] for e in s["experiments"]):
         print(f"No complete runs of the log's experiments in {_shown(csv_path)} ({len(rows)} rows)."
-              "\nRun scripts/reproduce.sh (or python -m dreamflow_utils.batch notebooks/0[1-4]_*.ipynb "
+              "\nRun scripts/reproduce.sh (or python -m dreamflow_utils.sweeps.batch notebooks/0[1-4]_*.ipynb "
               "--seeds 0-4 --csv results/reproduction/notebook_runs.csv) to produce them.")
         if s["excluded"]:
             print("rows left out: " + ", ".join(f"{n} {k}" for k, n in s["excluded"].items()))
@@ -416,7 +407,7 @@ def seconds_text(records, key: str = "seconds", digits: int = 1, study_records=N
     alone, else all of them with the load they ran under), '' without timed records. When the load
     was not recorded, `study_records` (every run of the study) add how many of them ran at a time, by
     their start and finish times."""
-    from .studies import tables
+    from ..studies import tables
     t = tables.timed(records, key)
     if t is None:
         return ""
@@ -440,7 +431,7 @@ def _sd_position(value: float, mean: float, sd: float | None, values) -> str:
 def _reproduction(results_dir=None, everything: bool = False):
     """(folder, {experiment: its ok, full, test-set MNIST records by seed}) of the reproduction study;
     with `everything`, also the list of all its records (every variant)."""
-    from .studies import get_study, load_records
+    from ..studies import get_study, load_records
     study = get_study("reproduction")
     folder = Path(results_dir) if results_dir is not None else study.folder
     records = load_records(study, folder)
@@ -461,7 +452,7 @@ def _experiment_line(name: str, records) -> str:
     acc = _accuracies(records)
     if not acc:
         return f"the log's {100 * log:.2f}% (no committed records)"
-    from .studies import tables
+    from ..studies import tables
     m, s = tables.stats(acc)
     return (f"the log's {100 * log:.2f}% against {percent((m, s), 2)} over {len(acc)} seeds "
             f"(range {span([100 * a for a in acc], 2, '%')}): {_sd_position(log, m, s, acc)}")
@@ -494,7 +485,7 @@ def reproduction_summary(run: Run, compare=(), results_dir=None) -> None:
     else:
         print(f"seed {c.seed}: no committed record")
     print(f"{name}, {len(records)} committed seeds ({_shown(folder)}/): " + _experiment_line(name, records))
-    from .studies import tables
+    from ..studies import tables
     mean = tables.stats(_accuracies(records))[0]
     for other in compare:
         acc = _accuracies(exps[other])
@@ -539,7 +530,7 @@ def main_job_summary(csv_path, results_dir=None) -> None:
     with how many runs shared the machine (from their start and finish times; no other load recorded)."""
     from datetime import datetime
 
-    from .studies.reproduction import epochs_of, experiment_of
+    from ..studies.reproduction import epochs_of, experiment_of
     rows = [r for r in read_csv_rows(csv_path) if experiment_of(r) and r.get("status", "ok") == "ok"
             and str(r.get("quick", "")).lower() not in ("true", "1")]
     exps = _reproduction(results_dir)[1]
@@ -590,7 +581,7 @@ class Quotes:
         return rs
 
     def stats(self, variant: str, key: str = "test_accuracy") -> tuple[tuple[float, float | None], int]:
-        from .studies import tables
+        from ..studies import tables
         values = [r.get(key) for r in self.of(variant) if r.get(key) is not None]
         if not values:
             raise KeyError(f"no {key!r} in the records of {variant!r}")
@@ -613,7 +604,7 @@ class Quotes:
                     " points")
 
     def value(self, variant: str, key: str, digits: int = 2) -> str:
-        from .studies import tables
+        from ..studies import tables
         return tables.fmt(self.stats(variant, key)[0], 1, digits)
 
     def seconds(self, variant: str, digits: int = 0) -> str:
@@ -621,7 +612,7 @@ class Quotes:
 
     def ladder_stats(self, stride, pool, pool_mode, code, method, key: str = "probe_accuracy"):
         """((mean, sd), n) of `key` of the probe-ladder entries with these settings, over the records."""
-        from .studies import tables
+        from ..studies import tables
         values = [lad[key] for r in self.records for lad in r.get("ladder", [])
                   if (lad["stride"], lad["pool"], lad["pool_mode"], lad["code"], lad["method"])
                   == (stride, pool, pool_mode, code, method) and lad.get(key) is not None]
@@ -636,7 +627,7 @@ class Quotes:
 
     def ladder_value(self, stride, pool, pool_mode, code, method, key: str, digits: int = 2) -> str:
         """'0.88 ± 0.00': another field of those entries (e.g. code_sim_1px), not a percentage."""
-        from .studies import tables
+        from ..studies import tables
         return tables.fmt(self.ladder_stats(stride, pool, pool_mode, code, method, key)[0], 1, digits)
 
     @staticmethod
@@ -761,8 +752,8 @@ def render(notebooks, force: bool = False, out_dir=None, jobs: int = 1, timeout:
     import papermill as pm
     from concurrent.futures import ThreadPoolExecutor
 
-    from .live import HEADLESS_ENV
-    from .runs import kernel_manager
+    from ..plots.live import HEADLESS_ENV
+    from ..sweeps.runs import kernel_manager
 
     quick = quick_mode()
     mode = "quick" if quick else "full"
@@ -833,7 +824,7 @@ def main(argv=None) -> int:
         print(f"MNIST found: {len(data[0][0])} train / {len(data[1][0])} test images")
         return 0
     if args.cmd == "render":
-        from .cli import parse_pairs
+        from ..sweeps.cli import parse_pairs
         return 1 if render(args.notebooks, args.force, args.out_dir, args.jobs, parameters=parse_pairs(args.param)) else 0
     problems = []
     for nb in args.notebooks:
@@ -841,7 +832,3 @@ def main(argv=None) -> int:
     for prob in problems:
         print(prob, file=sys.stderr)
     return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import plots
+from .. import plots
 
 __all__ = ["LiveView", "HEADLESS_ENV", "headless"]
 
