@@ -138,8 +138,11 @@ SEARCH_VARIANTS = {v.name: v for v in [
 ]}
 
 
-# the choices of the search (results/frontier-search/summary.md): the best validation accuracy per data set
-MNIST_CHOICE = DENSE_BASE
+# The choices of the search (results/frontier-search/summary.md), by one rule: among the candidates within 0.1
+# points of the best validation accuracy on the data set (10 of its 10000 images, seed 0), the fastest to train.
+# MNIST: the best (N2=4000 with the pixel side channel), N2=4000 alone (8 and 10 epochs) and the side channel alone
+# (N2=2000) lie within 0.03 points of each other; the side channel alone trains in about half the time.
+MNIST_CHOICE = DENSE_BASE.replace(pixels=1.0)
 FASHION_CHOICE = DENSE_BASE
 FINAL = final_variants(MNIST_CHOICE, FASHION_CHOICE)
 STUDY_VARIANTS = {v.name: v for v in FINAL}
