@@ -218,8 +218,8 @@ def test_frontier_csv_columns():
     rec = {"dataset": "fashion", "variant": "v", "family": "shared", "seed": 2, "test_accuracy": 0.81234,
            "seconds": 12.34}
     text = F.frontier_csv([rec])["frontier.csv"]
-    assert text.splitlines() == ["dataset,variant,readout,seed,test_accuracy,seconds,family",
-                                 "fashion,v,local,2,0.8123,12.3,shared"]
+    assert text.splitlines() == ["dataset,variant,readout,seed,test_accuracy,test_shift1,test_shift2,seconds,alone,family",
+                                 "fashion,v,local,2,0.8123,,,12.3,,shared"]  # shifts and load not recorded: empty
 
 
 def test_command_line(capsys, monkeypatch):

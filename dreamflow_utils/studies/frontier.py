@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 from ..core.config import Config
 from ..core.experiments import LOG_EXPERIMENTS
@@ -273,11 +274,21 @@ def same_model(record, config: Config) -> bool:
 
 
 def summary_markdown(records) -> str:
+    """results/frontier/summary.md: goals, every model, where each setting came from (the search's
+    records beside the study's folder) and the findings (with results/frontier/collapse.json)."""
+    import json
+
+    from . import load_records
     rows = frontier_rows(records)
+    folder = Path(records[0]["record_path"]).parents[1] if records and "record_path" in records[0] else STUDY.folder
+    search = load_records(SEARCH, folder.parent / SEARCH.name) if (folder.parent / SEARCH.name).is_dir() else []
+    collapse = json.loads((folder / "collapse.json").read_text()) if (folder / "collapse.json").is_file() else None
     return ("Test accuracy in % (mean ± sd over n seeds; deterministic baselines: one run), the local read-out's "
             "accuracy on the test images shifted by 2 pixels, and seconds per run (training, test evaluations "
             "included; probes: plus their fit).\n\n**Goals**:\n\n" + goals_table(rows)
-            + "\n\n**Every model**:\n\n" + summary_table(rows) + "\n")
+            + "\n\n**Every model**:\n\n" + summary_table(rows)
+            + "\n\n**Where each setting came from** (validation-split records of the same configuration):\n\n"
+            + provenance_table(records, search) + "\n\n**Findings**:\n\n" + findings_markdown(records, search, collapse))
 
 
 def search_markdown(records) -> str:
