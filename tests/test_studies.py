@@ -250,3 +250,17 @@ def test_a_record_planned_before_an_option_existed_is_the_same_run():
     changed = new | {"kwargs": {"seed": 0, "config": config | {"pixels": 1.0}}}
     assert not same_identity(old, changed) and not same_identity(new, changed)
     assert not same_identity(new, new | {"name": "x seed 1"})
+
+
+def test_seconds_are_a_models_speed_only_when_measured_alone():
+    """A run is alone when it ran one at a time, nothing else was runnable at its start and the load
+    average was below cores + 1; tables then show only such runs' seconds, else say under what load."""
+    from dreamflow_utils.studies import tables
+    alone = {"seconds": 10.0, "load": {"cores": 2, "jobs": 1, "running_others": 0, "loadavg": 2.1}}
+    quiet_instant = {"seconds": 800.0, "load": {"cores": 2, "jobs": 1, "running_others": 0, "loadavg": 5.2}}
+    pair = {"seconds": 20.0, "load": {"cores": 2, "jobs": 2, "running_others": 1, "loadavg": 2.0}}
+    assert [tables.measured_alone(r) for r in (alone, quiet_instant, pair, {"seconds": 1.0})] == [True, False, False,
+                                                                                                 None]
+    assert tables.seconds_cell([alone, quiet_instant, pair]) == "10.0 (alone: 1 of 3 runs)"
+    assert tables.seconds_cell([quiet_instant, pair]) == "410.0 ± 551.5 (under load: 1/2 runs at a time)"
+    assert tables.seconds_cell([{"seconds": 3.0}]) == "3.0 (load not recorded)"

@@ -48,11 +48,14 @@ def group_table(records, keys, columns, scale=None) -> str:
 
 def measured_alone(record) -> bool | None:
     """Were the record's seconds measured with the machine to itself (one run at a time, nothing else
-    runnable at its start)? None when the record does not say (made before loads were recorded)."""
+    runnable at its start, and a 1-minute load average below cores + 1: a run's own threads and the
+    batch's client, not a busy machine caught at a quiet instant)? None when the record does not
+    say (made before loads were recorded)."""
     load = record.get("load")
     if not isinstance(load, dict):
         return None
-    return load.get("jobs", 1) == 1 and not load.get("running_others")
+    busy = load.get("loadavg") is not None and load.get("cores") and load["loadavg"] >= load["cores"] + 1
+    return load.get("jobs", 1) == 1 and not load.get("running_others") and not busy
 
 
 def timed(records, key: str = "seconds"):
