@@ -12,10 +12,6 @@ from dreamflow_utils.sweeps import store as S
 from dreamflow_utils.core.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
-# Tables a running study still appends to (with code that writes reprs): converted once it has ended
-# (`python -m dreamflow_utils.sweeps.store json-cells results/frontier/runs.csv results/frontier-search/runs.csv`);
-# then remove them from this set.
-PENDING = {"results/frontier/runs.csv", "results/frontier-search/runs.csv"}
 
 
 def _record(run_id="r1", **changes):
@@ -72,8 +68,6 @@ def test_json_cells_converts_an_old_table_in_place_and_nothing_else(tmp_path):
 
 @pytest.mark.parametrize("table", sorted(str(p.relative_to(REPO)) for p in (REPO / "results").glob("*/runs.csv")))
 def test_committed_tables_hold_json_configs_equal_to_their_records(table):
-    if table in PENDING:
-        pytest.skip("pending conversion: a study still appends to it (PENDING)")
     rows = _rows(REPO / table)
     assert rows and "config" in rows[0]
     folder = (REPO / table).parent
