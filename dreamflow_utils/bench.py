@@ -307,7 +307,7 @@ def main(argv=None):
     p.add_argument("--check", action="store_true", help="only the speed guard: numpy vs reference, exit 1 below --floor")
     p.add_argument("--floor", default=str(CHECK_FLOOR), help=f"--check: least speed-up (default {CHECK_FLOOR:.0f})")
     p.add_argument("--threads", action="store_true",
-                   help="only the thread measurements: results/benchmark/threads.md (about 10 minutes)")
+                   help="only the thread measurements: results/benchmark/threads.md (a few minutes)")
     args = p.parse_args(argv)
     n_batches, repeats = positive_int(args.batches, "--batches"), positive_int(args.repeats, "--repeats")
     model_rounds = nonnegative_int(args.models, "--models")

@@ -3,8 +3,8 @@
 The compiled engines' parallel loops run on numba's OpenMP threads. A batch of the log's model
 opens several short parallel regions, and between them the threads wait. Measured on the 2-core
 development machine (one epoch of block C_s=100, 2 threads; `results/benchmark/threads.md`):
-waiting asleep (OMP_WAIT_POLICY=PASSIVE) costs a wake-up per region and made the epoch 10x slower
-than spinning; spinning on a core that another process needs made it 3-25x slower than one
+waiting asleep (OMP_WAIT_POLICY=PASSIVE) costs a wake-up per region and made the epoch 8-14x slower
+than spinning; spinning on a core that another process needs made it 2.5-14x slower than one
 thread. So a run here
 
 * spins briefly before sleeping (GOMP_SPINCOUNT=`SPIN`, set by `prepare` before numba starts its
