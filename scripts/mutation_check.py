@@ -64,7 +64,7 @@ NOTEBOOK_MUTANTS = {  # name: (file, original text (must occur once), mutant tex
     "prediction fixed to one class": (*MUTANTS["prediction fixed to one class"], TRAINING),
 }
 TESTS = ["tests/test_learning.py::test_training_beats_chance_by_a_margin[numpy-block]"]
-FULL = ["tests/test_bands.py::test_a_quick_run_is_the_first_epoch_of_the_committed_run",
+FULL = ["tests/test_bands.py::test_a_quick_run_is_the_first_epochs_of_the_committed_run",
         "--nbval-lax", "notebooks/02_block_Cs10_N2100.ipynb"]
 
 
