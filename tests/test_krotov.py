@@ -35,6 +35,30 @@ def notebook_rule(S, x, config, epochs):
     return S
 
 
+def dense_code(S, x):
+    """BASE's code relu(I) ** kh_n, densely: I = x @ (sign(S) |S| ** (kh_p - 1)).T, S (units, 784)."""
+    return np.maximum(x @ (np.sign(S) * np.abs(S) ** 2).T, 0) ** 2.0
+
+
+def normalised(code):
+    return code / np.linalg.norm(code, axis=1, keepdims=True)
+
+
+def winner_only(l2_in):
+    """Layer 2 with one winner per sample: its input kept, the others 0."""
+    l2 = np.zeros_like(l2_in)
+    l2[np.arange(len(l2_in)), l2_in.argmax(1)] = l2_in.max(1)
+    return l2
+
+
+def dreamflow_step(W, target, l2, config):
+    """W after one dense DreamFlow step: dW = W * sum_b l2_b (x) err_b, scaled so that max |dW| = xi."""
+    pred = l2 @ W.T
+    err = (target - pred) / np.where(pred > config.prec, pred, 1)
+    dw = W * np.einsum("bi,bj->ij", err, l2)
+    return W + config.xi / np.abs(dw).max() * dw
+
+
 def test_layer1_is_the_notebooks_rule():
     config = Config(**BASE)
     w = init_weights(config)
@@ -55,19 +79,10 @@ def test_readout_is_the_dreamflow_rule():
     e.batches = config.kh_epochs * (config.T_s // config.B)  # layer 1 done: the read-out learns
     e.train_batches(x[:20], y[:20])
     # the same batch, densely: l2 winner only, dW = w * sum_b post (x) err
-    Sp = np.sign(w.w1.T) * np.abs(w.w1.T) ** 2
-    l1 = np.maximum(x[:20] @ Sp.T, 0) ** 2.0
-    l1 /= np.linalg.norm(l1, axis=1, keepdims=True)
+    l1 = normalised(dense_code(w.w1.T, x[:20]))
     cl = 2.0 * np.eye(10)[y[:20]]
-    l2_in = l1 @ w.w2 + cl @ w.w3
-    l2 = np.zeros_like(l2_in)
-    l2[np.arange(20), l2_in.argmax(1)] = l2_in.max(1)
-    expect = []
-    for W, target in ((w.w2, l1), (w.w3, cl)):
-        pred = l2 @ W.T
-        err = (target - pred) / np.where(pred > config.prec, pred, 1)
-        dw = W * np.einsum("bi,bj->ij", err, l2)
-        expect.append(W + config.xi / np.abs(dw).max() * dw)
+    l2 = winner_only(l1 @ w.w2 + cl @ w.w3)
+    expect = [dreamflow_step(W, target, l2, config) for W, target in ((w.w2, l1), (w.w3, cl))]
     got = e.weights()
     assert np.max(np.abs(got.w2 - expect[0])) <= 1e-9 and np.max(np.abs(got.w3 - expect[1])) <= 1e-9
     assert np.array_equal(got.w1, w.w1)
@@ -114,15 +129,10 @@ def test_unit_norm_rescales_each_updated_column():
     e = readout_phase(config, w)
     e.train_batches(x[:20], y[:20])
     # the same batch, densely: l2 winner only, dW = w * sum_b post (x) err, then winners' columns / their length
-    Sp = np.sign(w.w1.T) * np.abs(w.w1.T) ** 2
-    l1 = np.maximum(x[:20] @ Sp.T, 0) ** 2.0
+    l1 = dense_code(w.w1.T, x[:20])
     l2_in = l1 @ w.w2 + 2.0 * w.w3[y[:20]]
     won = np.unique(l2_in.argmax(1))
-    l2 = np.zeros_like(l2_in)
-    l2[np.arange(20), l2_in.argmax(1)] = l2_in.max(1)
-    pred = l2 @ w.w2.T
-    dw = w.w2 * np.einsum("bi,bj->ij", (l1 - pred) / np.where(pred > config.prec, pred, 1), l2)
-    expect = w.w2 + config.xi / np.abs(dw).max() * dw
+    expect = dreamflow_step(w.w2, l1, winner_only(l2_in), config)
     expect[:, won] /= np.linalg.norm(expect[:, won], axis=0)
     got = e.weights().w2
     assert 0 < len(won) < config.N2
@@ -160,20 +170,13 @@ def test_readout_with_l2_winners_is_the_dense_rule():
     (x, y), _ = DATA
     e = readout_phase(config, w)
     e.train_batches(x[:20], y[:20])
-    Sp = np.sign(w.w1.T) * np.abs(w.w1.T) ** 2
-    l1 = np.maximum(x[:20] @ Sp.T, 0) ** 2.0
-    l1 /= np.linalg.norm(l1, axis=1, keepdims=True)
+    l1 = normalised(dense_code(w.w1.T, x[:20]))
     cl = 2.0 * np.eye(10)[y[:20]]
     l2_in = l1 @ w.w2 + cl @ w.w3
     top = np.argsort(-l2_in, axis=1, kind="stable")[:, :3]
     l2 = np.zeros_like(l2_in)
     np.put_along_axis(l2, top, np.take_along_axis(l2_in, top, axis=1), axis=1)
-    expect = []
-    for W, target in ((w.w2, l1), (w.w3, cl)):
-        pred = l2 @ W.T
-        err = (target - pred) / np.where(pred > config.prec, pred, 1)
-        dw = W * np.einsum("bi,bj->ij", err, l2)
-        expect.append(W + config.xi / np.abs(dw).max() * dw)
+    expect = [dreamflow_step(W, target, l2, config) for W, target in ((w.w2, l1), (w.w3, cl))]
     won = np.unique(top)
     expect[0][:, won] /= np.linalg.norm(expect[0][:, won], axis=0)
     got = e.weights()
@@ -189,25 +192,18 @@ def test_kh_top_keeps_each_samples_largest_code_values():
     config = Config(**BASE, norm=True, kh_top=5)
     w = init_weights(config)
     (x, y), _ = DATA
-    Sp = np.sign(w.w1.T) * np.abs(w.w1.T) ** 2
-    dense = np.maximum(x[:20] @ Sp.T, 0) ** 2.0
+    dense = dense_code(w.w1.T, x[:20])
     expect = np.zeros_like(dense)
     for b, row in enumerate(dense):
         keep = sorted(range(len(row)), key=lambda u: (-row[u], u))[:5]
         expect[b, keep] = row[keep]
-    expect /= np.linalg.norm(expect, axis=1, keepdims=True)
+    expect = normalised(expect)
     e = readout_phase(config, w)
     np.testing.assert_allclose(e.codes(x[:20]), expect, rtol=0, atol=1e-12)
     assert (np.count_nonzero(e.codes(x[:20]), axis=1) <= 5).all()
-    cl = np.eye(10)[y[:20]]
-    l2_in = expect @ w.w2 + cl @ w.w3
-    l2 = np.zeros_like(l2_in)
-    l2[np.arange(20), l2_in.argmax(1)] = l2_in.max(1)
+    l2 = winner_only(expect @ w.w2 + np.eye(10)[y[:20]] @ w.w3)
     e.train_batches(x[:20], y[:20])
-    pred = l2 @ w.w2.T
-    err = (expect - pred) / np.where(pred > config.prec, pred, 1)
-    dw = w.w2 * np.einsum("bi,bj->ij", err, l2)
-    assert np.max(np.abs(e.weights().w2 - (w.w2 + config.xi / np.abs(dw).max() * dw))) <= 1e-9
+    assert np.max(np.abs(e.weights().w2 - dreamflow_step(w.w2, expect, l2, config))) <= 1e-9
 
 
 def test_kh_top_ties_go_to_the_lower_unit():
@@ -229,6 +225,5 @@ def test_kh_center_is_the_notebooks_rule_on_centred_images():
         e.train_batches(x, y)
     S = notebook_rule(w.w1.T, centred, config, config.kh_epochs)
     assert np.max(np.abs(e.weights().w1.T - S)) <= 1e-9
-    Sp = np.sign(S) * np.abs(S) ** 2
-    np.testing.assert_allclose(e.codes(x[:20]), np.maximum(centred[:20] @ Sp.T, 0) ** 2.0, rtol=1e-9, atol=1e-12)
-    assert (e.codes(x[:20], "onehot").argmax(1) == (centred[:20] @ Sp.T).argmax(1)).all()
+    np.testing.assert_allclose(e.codes(x[:20]), dense_code(S, centred[:20]), rtol=1e-9, atol=1e-12)
+    assert (e.codes(x[:20], "onehot").argmax(1) == (centred[:20] @ (np.sign(S) * np.abs(S) ** 2).T).argmax(1)).all()
