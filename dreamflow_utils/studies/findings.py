@@ -241,10 +241,7 @@ def frontier_rows(results=RESULTS) -> list[dict]:
 
 
 def frontier_lines(results=RESULTS) -> list[str]:
-    try:
-        from .frontier import GOALS
-    except ImportError:
-        GOALS = {}
+    from .frontier import GOALS
     rows = [r for r in frontier_rows(results) if _num(r.get("test_accuracy")) is not None]
     if not rows:
         return [_missing("Frontier", "results/frontier.csv")]

@@ -33,7 +33,7 @@ import csv
 import io
 from pathlib import Path
 
-from ..core.config import Config
+from ..core.config import Config, non_default
 from ..core.experiments import LOG_EXPERIMENTS
 from . import Study, Variant, tables
 
@@ -268,9 +268,9 @@ def provenance_table(final_records, search_records) -> str:
 
 def same_model(record, config: Config) -> bool:
     """The record trained `config` (seed, data set and the training-set size of the split aside)."""
-    c = record.get("config") or {}
-    defaults, want = Config().to_dict(), config.to_dict()
-    return all(c.get(k, defaults[k]) == want[k] for k in want if k not in ("seed", "dataset", "T_s"))
+    def model(c: dict) -> dict:
+        return {k: v for k, v in non_default(c).items() if k not in ("seed", "dataset", "T_s")}
+    return model(record.get("config") or {}) == model(config.to_dict())
 
 
 def summary_markdown(records) -> str:
