@@ -45,8 +45,8 @@ MUTANTS = {  # name: (file, original text (must occur once), mutant text)
         "dreamflow_utils/engines/kernels.py", "        j = np.argmax(l2_in[b])\n        s = l2_in[b, j]",
         "        j = np.argmin(l2_in[b])\n        s = l2_in[b, j]"),
 }
-TRAINING = ["notebooks/01_overlap_Cs10_N2100.ipynb", "notebooks/02_block_Cs10_N2100.ipynb",
-            "notebooks/03_block_Cs20_N2200.ipynb", "notebooks/04_block_Cs100_N2100.ipynb",
+TRAINING = ["notebooks/01_log_overlap_C_s=10_N2=100.ipynb", "notebooks/02_log_block_C_s=10_N2=100.ipynb",
+            "notebooks/03_log_block_C_s=20_N2=200.ipynb", "notebooks/04_log_block_C_s=100_N2=100.ipynb",
             "notebooks/06_where_accuracy_is_lost.ipynb", "notebooks/07_weight_sharing.ipynb",
             "notebooks/08_shift_training_and_baselines.ipynb", "notebooks/10_shared_bank.ipynb",
             "notebooks/11_frontier.ipynb"]  # the notebooks that train a model and check it
@@ -65,7 +65,7 @@ NOTEBOOK_MUTANTS = {  # name: (file, original text (must occur once), mutant tex
 }
 TESTS = ["tests/test_learning.py::test_training_beats_chance_by_a_margin[numpy-block]"]
 FULL = ["tests/test_bands.py::test_a_quick_run_is_the_first_epochs_of_the_committed_run",
-        "--nbval-lax", "notebooks/02_block_Cs10_N2100.ipynb"]
+        "--nbval-lax", "notebooks/02_log_block_C_s=10_N2=100.ipynb"]
 
 
 def make_copy(root: Path) -> Path:

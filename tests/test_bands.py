@@ -15,7 +15,7 @@ from dreamflow_utils.core.quick import quick_config
 from dreamflow_utils.core.train import train
 from helpers import REAL_MNIST, learnable_data, needs_mnist
 
-CONFIG = LOG_EXPERIMENTS["block_Cs10_N2100"][0]
+CONFIG = LOG_EXPERIMENTS["log block C_s=10 N2=100"][0]
 
 
 def test_band_is_a_prediction_interval_for_one_more_seed_with_a_floor():
@@ -53,7 +53,7 @@ def test_a_model_a_point_worse_fails_where_the_seeds_sd_allows():
 
 def _record(folder, name, config, accs, **extra):
     r = {"status": "ok", "quick": False, "split": "test", "seed": config.seed, "config": config.to_dict(),
-         "variant": "block_Cs10_N2100", "dataset": config.dataset,
+         "variant": "log block C_s=10 N2=100", "dataset": config.dataset,
          "epoch_accuracies": accs} | extra
     (folder / f"{name}.json").write_text(json.dumps(r))
 

@@ -94,12 +94,12 @@ def one_error_line(err):
 
 
 def test_plan_grid_and_ids(nbs):
-    runs = B.plan([nbs / "toy.ipynb"], seeds=[0, 1, 2], params={"fail": False}, grid={"scale": [0.5, 1.0]}, quick=False)
+    runs = B.notebook_runs([nbs / "toy.ipynb"], seeds=[0, 1, 2], params={"fail": False}, grid={"scale": [0.5, 1.0]}, quick=False)
     assert len(runs) == 6
     assert [r.params for r in runs[:3]] == [{"seed": s, "fail": False, "scale": 0.5} for s in range(3)]
     assert runs[0].run_id == "toy__fail=False__scale=0.5__seed=0"  # keys sorted case-insensitively
     assert runs[0].group == "toy" and len({r.run_id for r in runs}) == 6
-    quick = B.plan([nbs / "toy.ipynb"], seeds=[0], quick=True)[0]
+    quick = B.notebook_runs([nbs / "toy.ipynb"], seeds=[0], quick=True)[0]
     assert quick.run_id == "toy__seed=0__quick" and quick.quick is True
     assert R.NotebookRun(Path("02_block_Cs10.ipynb"), {"T_s": 1000, "seed": 3}, quick=False).run_id \
         == "02_block_Cs10__seed=3__T_s=1000"
@@ -111,21 +111,21 @@ def test_plan_grid_and_ids(nbs):
     assert len(long.run_id) <= 120
     assert long.run_id != R.NotebookRun(Path("toy.ipynb"), {"seed": 0, "scale": "x" * 301}, quick=False).run_id
     # duplicates collapse, seed only via seeds
-    assert len(B.plan([nbs / "toy.ipynb"] * 2, seeds=[0, 0])) == 1
+    assert len(B.notebook_runs([nbs / "toy.ipynb"] * 2, seeds=[0, 0])) == 1
     with pytest.raises(ValueError, match="seed"):
-        B.plan([nbs / "toy.ipynb"], seeds=[0], params={"seed": 1})
+        B.notebook_runs([nbs / "toy.ipynb"], seeds=[0], params={"seed": 1})
     with pytest.raises(ValueError, match="twice"):
-        B.plan([nbs / "toy.ipynb"], seeds=[0], params={"scale": 1}, grid={"scale": [1, 2]})
+        B.notebook_runs([nbs / "toy.ipynb"], seeds=[0], params={"scale": 1}, grid={"scale": [1, 2]})
 
 
 def test_quick_mode_from_environment(nbs, monkeypatch):
     for value, quick in [("1", True), ("true", True), (" YES ", True), ("on", True), ("0", False), ("", False),
                          ("off", False), ("False", False)]:
         monkeypatch.setenv("DREAMFLOW_QUICK", value)
-        assert B.plan([nbs / "toy.ipynb"], seeds=[0])[0].quick is quick
+        assert B.notebook_runs([nbs / "toy.ipynb"], seeds=[0])[0].quick is quick
     monkeypatch.setenv("DREAMFLOW_QUICK", "maybe")
     with pytest.raises(ValueError, match="DREAMFLOW_QUICK='maybe'"):
-        B.plan([nbs / "toy.ipynb"], seeds=[0])
+        B.notebook_runs([nbs / "toy.ipynb"], seeds=[0])
     assert B.main([str(nbs / "toy.ipynb"), "--runs-dir", str(nbs / "runs")]) == 2
     assert not (nbs / "runs").exists()
 
@@ -149,14 +149,14 @@ def test_identities(nbs):
     nbformat.write(nb, nbs / "toy2.ipynb")
     assert R.NotebookRun(nbs / "toy2.ipynb", {"seed": 0}, quick=False).identity["code_sha256"] != same
     # notebooks in the repo: path relative to it
-    assert R.NotebookRun(REPO / "notebooks" / "02_block_Cs10_N2100.ipynb", {"seed": 0}, quick=False).identity[
-        "notebook"] == "notebooks/02_block_Cs10_N2100.ipynb"
+    assert R.NotebookRun(REPO / "notebooks" / "02_log_block_C_s=10_N2=100.ipynb", {"seed": 0}, quick=False).identity[
+        "notebook"] == "notebooks/02_log_block_C_s=10_N2=100.ipynb"
 
-    call = R.CallRun("symmetry", "shared s4 C20 N2000 seed 0", "batch_funcs:square",
+    call = R.CallRun("symmetry", "shared stride=4 C_s=20 N2=2000 seed 0", "batch_funcs:square",
                      {"x": 1, "seed": 0, "dataset": "mnist", "quick": False})
-    assert call.run_id == "shared_s4_C20_N2000_seed_0" and call.group == "symmetry"
+    assert call.run_id == "shared_stride=4_C_s=20_N2=2000_seed_0" and call.group == "symmetry"
     assert call.seed == 0 and call.quick is False
-    assert call.identity == {"kind": "call", "group": "symmetry", "name": "shared s4 C20 N2000 seed 0",
+    assert call.identity == {"kind": "call", "group": "symmetry", "name": "shared stride=4 C_s=20 N2=2000 seed 0",
                              "func": "batch_funcs:square", "kwargs": {"x": 1, "seed": 0, "dataset": "mnist",
                                                                        "quick": False}}
     import pickle
@@ -171,14 +171,14 @@ def test_identities(nbs):
 
 def test_unknown_parameter_and_missing_notebook_refused(nbs, capsys):
     with pytest.raises(ValueError) as e:
-        B.plan([nbs / "toy.ipynb", nbs / "plain.ipynb"], seeds=[0], params={"scale": 2.0})
+        B.notebook_runs([nbs / "toy.ipynb", nbs / "plain.ipynb"], seeds=[0], params={"scale": 2.0})
     msg = str(e.value)
     assert "'scale'" in msg and "plain.ipynb" in msg and "declares: seed" in msg and "toy.ipynb" not in msg
     with pytest.raises(ValueError, match=r"'lr'.*toy\.ipynb.*fail, record_path, scale, seed, sleep"):
         B.run_batch([R.NotebookRun(nbs / "toy.ipynb", {"seed": 0}), R.NotebookRun(nbs / "toy.ipynb", {"seed": 1, "lr": 0.1})],
                     runs_dir=nbs / "runs", csv=nbs / "runs.csv")
     with pytest.raises(FileNotFoundError, match="nope.ipynb"):
-        B.plan([nbs / "nope.ipynb"], seeds=[0])
+        B.notebook_runs([nbs / "nope.ipynb"], seeds=[0])
     assert B.main([str(nbs / "toy.ipynb"), "--grid", "lr=0.1,0.2", "--runs-dir", str(nbs / "runs")]) == 2
     assert "unknown parameter 'lr'" in one_error_line(capsys.readouterr().err)
     assert B.main([str(nbs / "nope.ipynb"), "--runs-dir", str(nbs / "runs")]) == 2
@@ -510,7 +510,7 @@ def test_notebook_runs_quick_and_full(cluster, nbs):
 
 def test_embedded_cluster_quick_sweep(nbs, capsys):
     """No scheduler: an embedded LocalCluster of --jobs workers with their share of the cores."""
-    runs = B.plan([nbs / "probe.ipynb"], seeds=[0, 1], quick=True)
+    runs = B.notebook_runs([nbs / "probe.ipynb"], seeds=[0, 1], quick=True)
     numba_env = os.environ.get("NUMBA_NUM_THREADS")
     records = B.run_batch(runs, nbs / "runs", nbs / "runs.csv", jobs=2)
     assert [r["status"] for r in records] == ["ok", "ok"]
@@ -662,7 +662,7 @@ def test_interrupted_cli_resumes(nbs, monkeypatch, capsys, cluster):
 
 def test_dry_run(nbs, capsys, cluster):
     out = nbs / "runs"
-    B.run_batch(B.plan([nbs / "toy.ipynb"], seeds=[0], quick=True), out, scheduler=cluster, progress=False)
+    B.run_batch(B.notebook_runs([nbs / "toy.ipynb"], seeds=[0], quick=True), out, scheduler=cluster, progress=False)
     capsys.readouterr()
     assert B.main([str(nbs / "toy.ipynb"), "--seeds", "0-1", "--runs-dir", str(out), "--dry-run"]) == 0
     text = capsys.readouterr().out
@@ -676,16 +676,16 @@ def test_a_real_notebook_through_the_batch_to_the_summary(cluster, tmp_path):
     its record, its runs.csv row and the summary's line hold the same accuracy, and it equals
     the committed reproduction run of seed 0 (a run is deterministic)."""
     from dreamflow_utils.studies.reproduction import summarize
-    nb = REPO / "notebooks" / "02_block_Cs10_N2100.ipynb"
+    nb = REPO / "notebooks" / "02_log_block_C_s=10_N2=100.ipynb"
     table = tmp_path / "runs.csv"
     run = R.NotebookRun(nb, {"seed": 0, "data_dir": str(REAL_MNIST)}, quick=False)
     record = B.run_batch([run], tmp_path / "runs", table,
                          scheduler=cluster, progress=False)[0]
     assert record["status"] == "ok", record.get("error")
-    committed = json.loads((REPO / "results" / "reproduction" / "mnist" / "block_Cs10_N2100_seed_0.json").read_text())
+    committed = json.loads((REPO / "results" / "reproduction" / "mnist" / "log_block_C_s=10_N2=100_seed_0.json").read_text())
     assert record["test_accuracy"] == committed["test_accuracy"]
     assert record["epoch_accuracies"] == committed["epoch_accuracies"]
     row, = read_csv(table)
     assert float(row["test_accuracy"]) == record["test_accuracy"] and row["status"] == "ok"
-    line = next(e for e in summarize(read_csv(table))["experiments"] if e["name"] == "block_Cs10_N2100")
+    line = next(e for e in summarize(read_csv(table))["experiments"] if e["name"] == "log block C_s=10 N2=100")
     assert line["n"] == 1 and line["accuracies"] == [100 * record["test_accuracy"]]

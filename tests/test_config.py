@@ -6,26 +6,26 @@ import numpy as np
 import pytest
 
 from dreamflow_utils import Config
-from dreamflow_utils.core.config import OPTIONS, check_memory, memory_estimate
+from dreamflow_utils.core.config import NOT_IN_NAME, OPTIONS, check_memory, file_stem, memory_estimate, model_name
 
 
 def test_defaults_are_the_logs():
     c = Config()
     assert (c.layout, c.C_s, c.N2, c.T_s, c.Nep, c.B, c.xi, c.prec) == ("overlap", 10, 100, 60000, 10, 100, 0.01, 1e-20)
-    assert (c.engine, c.wta, c.n_positions, c.N1, c.layer1, c.dataset) == ("numpy", "log", 13, 130, "clusters", "mnist")
+    assert (c.engine, c.wta, c.n_positions, c.N1, c.layer1, c.dataset) == ("numpy", "full_row", 13, 130, "clusters", "mnist")
     assert Config(layout="block", C_s=20).N1 == 180
     assert c.w1_shape == (784, 130)
 
 
 def test_the_shared_model_is_a_config():
     c = Config(layer1="shared", layout="stride", stride=4, C_s=20, N2=2000, norm=True, xi=0.05, Nep=5, seed=0)
-    assert (c.wta, c.n_positions, c.N1, c.w1_shape) == ("cluster", 25, 500, (81, 20))
+    assert (c.wta, c.n_positions, c.N1, c.w1_shape) == ("own_units", 25, 500, (81, 20))
     assert Config(layer1="shared", layout="stride", stride=2, C_s=3, pool=2).N1 == 3 * 25
     assert Config(layer1="shared", layout="stride", stride=3, C_s=3, pool=2).N1 == 3 * 16  # 7x7 -> 4x4 cells
     assert Config(layer1="shared", layout="overlap", C_s=3).N1 == 39
     assert Config(**c.to_dict()) == c
     # switching the layer back takes the layer's own wta
-    assert c.replace(layer1="clusters", layout="block", stride=None, norm=False).wta == "log"
+    assert c.replace(layer1="clusters", layout="block", stride=None, norm=False).wta == "full_row"
 
 
 @pytest.mark.parametrize("changes,name", [
@@ -51,7 +51,7 @@ def test_the_shared_model_is_a_config():
     ({"stride": 4}, "stride"), ({"layout": "stride"}, "stride"), ({"layout": "stride", "stride": 20}, "stride"),
     ({"pool": 2}, "pool"), ({"norm": True}, "norm"), ({"code": "onehot"}, "code"), ({"label_gain": 2.0}, "label_gain"),
     ({"unit_norm": True}, "unit_norm"), ({"pool_mode": "sum"}, "pool_mode"),
-    ({"layer1": "shared", "wta": "log"}, "wta"),
+    ({"layer1": "shared", "wta": "full_row"}, "wta"),
     ({"layer1": "shared", "engine": "tensorflow"}, "tensorflow"),
     ({"layer1": "shared", "pool": 2}, "pool"),  # the overlap layout is no square grid
     ({"engine": "tensorflow", "layout": "stride", "stride": 4}, "tensorflow"),
@@ -105,10 +105,10 @@ NOT_HERE = [  # (layer, option, value, the whole message)
     (CLUSTERS, "stride", 4, "stride applies to layout='stride' only; layout='block' has stride=None"),
     (dict(), "stride", 4, "stride applies to layout='stride' only; layout='overlap' has stride=None"),
     (KROTOV, "stride", 4, "stride applies to layout='stride' only; layout=None has stride=None"),
-    (SHARED, "wta", "log", "wta='log' (the log's quirk) applies to layer1='clusters' only; layer1='shared' competes "
-                           "inside each position (wta='cluster')"),
-    (KROTOV, "wta", "log", "wta='log' (the log's quirk) applies to layer1='clusters' only; layer1='krotov' competes "
-                           "inside each position (wta='cluster')"),
+    (SHARED, "wta", "full_row", "wta='full_row' (the log's quirk) applies to layer1='clusters' only; layer1='shared' "
+                                "competes among each position's own units (wta='own_units')"),
+    (KROTOV, "wta", "full_row", "wta='full_row' (the log's quirk) applies to layer1='clusters' only; layer1='krotov' "
+                                "competes among each position's own units (wta='own_units')"),
 ]
 HERE = [  # (layer, option, value): the same options where they apply
     *[(SHARED, name, value) for name, value in [("pool", 2), ("pool_mode", "sum"), ("code", "onehot"), ("norm", True),
@@ -121,7 +121,7 @@ HERE = [  # (layer, option, value): the same options where they apply
                                                 ("dtype", "float32")]],
     (dict(CLUSTERS, engine="tensorflow"), "dtype", "float32"), (dict(CLUSTERS, engine="tensorflow"), "jit_compile", True),
     (dict(layout="stride"), "stride", 4), (dict(SHARED, layout="stride"), "stride", 4),
-    (CLUSTERS, "wta", "log"), (CLUSTERS, "wta", "cluster"), (SHARED, "wta", "cluster"),
+    (CLUSTERS, "wta", "full_row"), (CLUSTERS, "wta", "own_units"), (SHARED, "wta", "own_units"),
 ]
 
 
@@ -195,3 +195,45 @@ def test_sizes_that_do_not_fit_in_memory_are_refused():
     assert 0 < sum(memory_estimate(c).values()) < 2**30
     with pytest.raises(ValueError, match="w2"):
         check_memory(c, available=2**20)
+
+
+def test_a_model_is_named_by_its_layer_and_the_settings_that_differ_from_the_logs():
+    assert model_name(Config(layout="block", C_s=20, N2=200)) == "log block C_s=20 N2=200"
+    assert model_name(Config(layout="block", C_s=20, N2=200, wta="own_units", seed=3, engine="reference")) \
+        == "log block C_s=20 wta=own_units N2=200"
+    assert model_name(Config(layer1="shared", layout="stride", stride=1, C_s=128, pool=7, pool_mode="sum", N2=2000,
+                             norm=True, xi=0.05, Nep=8, pixels=1.0)) \
+        == "shared stride=1 C_s=128 pool 7x7 sum pixels=1.0 N2=2000 norm xi=0.05 8 epochs"
+    assert model_name(Config(layer1="krotov", layout=None, C_s=50, N2=30, kh_epochs=3, Nep=5, kh_top=5)) \
+        == "krotov C_s=50 kh_epochs=3 kh_top=5 N2=30 5 epochs"
+    assert file_stem("log block C_s=20 N2=200") == "log_block_C_s=20_N2=200"
+
+
+ALTERNATIVES = {  # a valid other value of every field, on a base where it applies
+    "layout": "block", "C_s": 11, "N2": 99, "T_s": 3000, "Nep": 3, "B": 50, "xi": 0.02, "prec": 1e-10,
+    "wta": "own_units", "dtype": "float32", "stride": 4, "shift": 1, "xi_decay": 0.5, "vote": 3, "pool": 2,
+    "pool_mode": "sum", "code": "onehot", "norm": True, "label_gain": 2.0, "unit_norm": True, "patch_norm": True,
+    "pixels": 1.0, "l2_winners": 2, "shuffle": True, "kh_epochs": 3, "kh_p": 2.0, "kh_k": 3, "kh_delta": 0.2,
+    "kh_eps0": 0.02, "kh_n": 2.0, "kh_top": 5, "kh_center": True}
+
+
+def _base_for(field):
+    if field in ("stride", "pool", "pool_mode", "code", "patch_norm", "pixels"):
+        return Config(layer1="shared", layout="stride", stride=2)
+    if field.startswith("kh_") or field == "dtype":
+        return Config(layer1="krotov", layout=None, kh_epochs=2, Nep=5)
+    if field in ("norm", "label_gain", "unit_norm", "l2_winners"):
+        return Config(layer1="shared", layout="block")
+    return Config()
+
+
+def test_two_configs_that_train_different_models_have_different_names():
+    fields = [f for f in Config.__dataclass_fields__ if f not in NOT_IN_NAME + ("layer1",)]
+    assert set(fields) == set(ALTERNATIVES)  # a new field must be named too
+    for field in fields:
+        base = _base_for(field)
+        other = base.replace(**{field: ALTERNATIVES[field]} | ({"layout": "stride"} if field == "stride" else {}))
+        assert model_name(other) != model_name(base), field
+    assert len({model_name(Config(layer1=layer, layout=None if layer == "krotov" else "block",
+                                  kh_epochs=2 if layer == "krotov" else None)) for layer in ("clusters", "shared",
+                                                                                             "krotov")}) == 3

@@ -25,7 +25,7 @@ def run_both(config, weights=None, n=None):
 
 
 @pytest.mark.parametrize("layout", ["block", "overlap"])
-@pytest.mark.parametrize("wta", ["log", "cluster"])
+@pytest.mark.parametrize("wta", ["full_row", "own_units"])
 @pytest.mark.parametrize("C_s,N2,B", [(3, 7, 20), (10, 30, 10), (12, 50, 24)])
 def test_numpy_matches_reference(layout, wta, C_s, N2, B):
     config = Config(layout=layout, wta=wta, C_s=C_s, N2=N2, B=B, T_s=1200, seed=C_s)
@@ -38,7 +38,7 @@ def test_numpy_matches_reference(layout, wta, C_s, N2, B):
     assert np.max(np.abs(ref.scores(tx) - fast.scores(tx))) <= 1e-12
 
 
-@pytest.mark.parametrize("wta", ["log", "cluster"])
+@pytest.mark.parametrize("wta", ["full_row", "own_units"])
 def test_stride_layout_and_options_match_reference(wta):
     """The log's model on a denser grid (overlapping patches), with an xi schedule and a vote."""
     config = Config(layout="stride", stride=6, wta=wta, C_s=4, N2=20, B=20, T_s=1200, seed=2, vote=3)
@@ -88,7 +88,7 @@ def test_negative_weights_follow_the_logs_argmax(layout):
 
 def test_quirk_switches_on_unit_0_for_a_blank_patch():
     """Ink in patches 0 and 4 only; cluster 0's winner is unit 1. The log's argmax makes
-    the 7 blank clusters switch on unit 0 as well; wta="cluster" does not."""
+    the 7 blank clusters switch on unit 0 as well; wta="own_units" does not."""
     config = Config(layout="block", C_s=5, N2=4, B=1, T_s=1)
     w = init_weights(config)
     w.w1[:, 1] *= 10
@@ -96,7 +96,7 @@ def test_quirk_switches_on_unit_0_for_a_blank_patch():
     x = np.zeros((1, 784))
     x[0, idx[0]] = x[0, idx[4]] = 1.0
     centre = 20 + np.argmax(x @ w.w1[:, 20:25])
-    for wta, expected in (("log", {0, 1, centre}), ("cluster", {1, centre})):
+    for wta, expected in (("full_row", {0, 1, centre}), ("own_units", {1, centre})):
         for engine in ("reference", "numpy"):
             codes = make_engine(config.replace(engine=engine, wta=wta), w).codes(x)
             assert set(np.flatnonzero(codes[0])) == expected

@@ -154,7 +154,7 @@ def test_train_runs_both_phases_and_float32():
 
 @pytest.mark.parametrize("changes,name", [({"kh_epochs": None}, "kh_epochs"), ({"kh_epochs": 3}, "kh_epochs"),
                                           ({"kh_k": 1}, "kh_k"), ({"kh_k": 31}, "kh_k"), ({"layout": "block"}, "layout"),
-                                          ({"pool": 2}, "pool"), ({"wta": "log"}, "wta"), ({"kh_delta": -1.0}, "kh_delta")])
+                                          ({"pool": 2}, "pool"), ({"wta": "full_row"}, "wta"), ({"kh_delta": -1.0}, "kh_delta")])
 def test_krotov_config_checks(changes, name):
     with pytest.raises(ValueError, match=name):
         Config(**{**BASE, **changes})

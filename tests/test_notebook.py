@@ -47,7 +47,7 @@ def test_pytest_runs_in_quick_mode():
 
 
 def test_quick_config_is_the_first_epochs_of_the_full_run():
-    config = LOG_EXPERIMENTS["block_Cs20_N2200"][0]
+    config = LOG_EXPERIMENTS["log block C_s=20 N2=200"][0]
     q = N.quick_config(config)
     assert (q.T_s, q.Nep) == (60000, N.QUICK_NEP)
     assert q.replace(Nep=config.Nep) == config
@@ -62,8 +62,8 @@ def test_quick_config_is_the_first_epochs_of_the_full_run():
 def test_find_log_matches_the_four_experiments_only():
     for name, (config, acc, sec) in LOG_EXPERIMENTS.items():
         assert N.find_log(config.replace(seed=3, engine="reference")) == (name, acc, sec)
-    assert N.find_log(LOG_EXPERIMENTS["block_Cs10_N2100"][0].replace(C_s=11)) is None
-    assert N.find_log(LOG_EXPERIMENTS["block_Cs10_N2100"][0].replace(T_s=2000)) is None
+    assert N.find_log(LOG_EXPERIMENTS["log block C_s=10 N2=100"][0].replace(C_s=11)) is None
+    assert N.find_log(LOG_EXPERIMENTS["log block C_s=10 N2=100"][0].replace(T_s=2000)) is None
 
 
 # ----------------------------------------------------------------------------- data
@@ -80,12 +80,12 @@ def test_load_data_falls_back_to_demo_in_quick_mode_only(tmp_path, monkeypatch, 
 
 def test_setup_quick_and_full(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(N, "load_data", lambda data_dir, quick, dataset="mnist": (synthetic_data(3000, 100), "synthetic"))
-    quick = N.setup("02_block_Cs10_N2100", **PARAMS, quick=True, figures_dir=tmp_path)
+    quick = N.setup("02_log_block_C_s=10_N2=100", **PARAMS, quick=True, figures_dir=tmp_path)
     out_quick = capsys.readouterr().out
     assert "QUICK MODE" in out_quick and (quick.config.T_s, quick.config.Nep) == (3000, 20)  # 60000 samples
-    assert quick.requested == LOG_EXPERIMENTS["block_Cs10_N2100"][0]
-    assert quick.log == ("block_Cs10_N2100", 0.6818, 45) and quick.log_accuracy == 0.6818
-    full = N.setup("02_block_Cs10_N2100", **PARAMS, quick=False, figures_dir=tmp_path)
+    assert quick.requested == LOG_EXPERIMENTS["log block C_s=10 N2=100"][0]
+    assert quick.log == ("log block C_s=10 N2=100", 0.6818, 45) and quick.log_accuracy == 0.6818
+    full = N.setup("02_log_block_C_s=10_N2=100", **PARAMS, quick=False, figures_dir=tmp_path)
     assert "QUICK" not in capsys.readouterr().out and full.config == full.requested
     # the NBVAL_CHECK_OUTPUT cell's text does not depend on the mode
     quick.describe()
@@ -137,7 +137,7 @@ def test_end_to_end_on_synthetic_data(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(N.plots, "show_png", lambda path: None)
     monkeypatch.setattr(N, "load_data", lambda data_dir, quick, dataset="mnist": (synthetic_data(600, 100), "synthetic"))
     rec = tmp_path / "runs" / "r.result.json"
-    run = N.setup("01_overlap_Cs10_N2100", **{**PARAMS, "layout": "overlap", "B": 50, "T_s": 600, "Nep": 1}, quick=True,
+    run = N.setup("01_log_overlap_C_s=10_N2=100", **{**PARAMS, "layout": "overlap", "B": 50, "T_s": 600, "Nep": 1}, quick=True,
                   record_path=rec, exploratory=True)  # no committed records of this configuration
     view = LiveView(C_s=run.config.C_s, n_epochs=run.config.Nep, log_accuracy=run.log_accuracy, title=run.title)
     result = train(run.config, run.data, callback=view, progress=False)
@@ -148,7 +148,7 @@ def test_end_to_end_on_synthetic_data(tmp_path, monkeypatch, capsys):
     run.show(plots.plot_layer2(*result.weights, n=20, C_s=run.config.C_s), "layer2")
     run.save(result)
     assert sorted(p.name for p in run.figures_dir.iterdir()) == [
-        "01_overlap_Cs10_N2100_confusion.png", "01_overlap_Cs10_N2100_layer2.png"]
+        "01_log_overlap_C_s=10_N2=100_confusion.png", "01_log_overlap_C_s=10_N2=100_layer2.png"]
     assert run.figures_dir == tmp_path / "runs" / "r.figures"
     record = json.loads(rec.read_text())
     assert record["quick"] is True and record["test_accuracy"] == result.test_accuracy
@@ -167,15 +167,15 @@ def write_runs_csv(path, rows):
 
 def fake_rows():
     rows = []
-    for stem, base in (("01_overlap_Cs10_N2100", 0.69), ("03_block_Cs20_N2200", 0.73)):
+    for stem, base in (("01_log_overlap_C_s=10_N2=100", 0.69), ("03_log_block_C_s=20_N2=200", 0.73)):
         for seed in range(5):
             acc = base + 0.002 * seed
             rows.append(dict(notebook=f"notebooks/{stem}.ipynb", run_id=f"{stem}__seed={seed}", seed=seed,
                              test_accuracy=acc, seconds=20 + seed, status="ok", error="",
                              epoch_accuracies=";".join([str(acc)] * 10)))
-    rows.append(dict(notebook="notebooks/01_overlap_Cs10_N2100.ipynb", run_id="q", seed=9, test_accuracy=0.1,
+    rows.append(dict(notebook="notebooks/01_log_overlap_C_s=10_N2=100.ipynb", run_id="q", seed=9, test_accuracy=0.1,
                      seconds=1, status="ok", error="", epoch_accuracies="0.1"))  # quick mode: 1 epoch
-    rows.append(dict(notebook="notebooks/02_block_Cs10_N2100.ipynb", run_id="f", seed=0, test_accuracy="",
+    rows.append(dict(notebook="notebooks/02_log_block_C_s=10_N2=100.ipynb", run_id="f", seed=0, test_accuracy="",
                      seconds="", status="failed", error="boom", epoch_accuracies=""))
     rows.append(dict(notebook="notebooks/07_other.ipynb", run_id="o", seed=0, test_accuracy=0.5, seconds=1,
                      status="ok", error="", epoch_accuracies="0.5"))
@@ -188,15 +188,15 @@ def test_summarize_fake_runs_csv(tmp_path):
     s = R.summarize(read_csv_rows(path))
     by = {e["name"]: e for e in s["experiments"]}
     assert list(by) == list(LOG_EXPERIMENTS)
-    e = by["overlap_Cs10_N2100"]
+    e = by["log overlap C_s=10 N2=100"]
     assert e["n"] == 5 and e["seeds"] == [0, 1, 2, 3, 4] and e["log_accuracy"] == pytest.approx(69.07)
     assert e["mean"] == pytest.approx(69.4) and e["sd"] == pytest.approx(np.std([69, 69.2, 69.4, 69.6, 69.8], ddof=1))
     assert e["seconds_mean"] == 22 and e["log_seconds"] == 660
-    assert by["block_Cs10_N2100"]["n"] == 0 and by["block_Cs100_N2100"]["n"] == 0
+    assert by["log block C_s=10 N2=100"]["n"] == 0 and by["log block C_s=100 N2=100"]["n"] == 0
     assert s["excluded"] == {"not 10 epochs": 1, "failed": 1, "not a log experiment": 1}
     md = R.log_table(s)
-    assert "| overlap_Cs10_N2100 | 69.07% | 69.40% ± 0.32 (5) | +0.33 |" in md
-    assert "| block_Cs10_N2100 | 68.18% | –% ± – (0) |" in md
+    assert "| log overlap C_s=10 N2=100 | 69.07% | 69.40% ± 0.32 (5) | +0.33 |" in md
+    assert "| log block C_s=10 N2=100 | 68.18% | –% ± – (0) |" in md
     assert md.count("\n") == 5
     fig = R.plot_log_summary(s)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
@@ -228,11 +228,11 @@ def test_print_log_lists_the_logs_numbers(capsys):
 
 
 def test_experiment_of():
-    assert R.experiment_of({"notebook": "notebooks/04_block_Cs100_N2100.ipynb"}) == "block_Cs100_N2100"
-    assert R.experiment_of({"notebook": "runs/x/04_block_Cs100_N2100__seed=1.ipynb"}) is None
+    assert R.experiment_of({"notebook": "notebooks/04_log_block_C_s=100_N2=100.ipynb"}) == "log block C_s=100 N2=100"
+    assert R.experiment_of({"notebook": "runs/x/04_log_block_C_s=100_N2=100__seed=1.ipynb"}) is None
     assert R.experiment_of({"notebook": "notebooks/07_other.ipynb"}) is None
-    assert R.experiment_of({"variant": "block_Cs10_N2100"}) == "block_Cs10_N2100"
-    assert R.experiment_of({"variant": "block_Cs10_N2100 wta=cluster"}) is None
+    assert R.experiment_of({"variant": "log block C_s=10 N2=100"}) == "log block C_s=10 N2=100"
+    assert R.experiment_of({"variant": "log block C_s=10 wta=own_units N2=100"}) is None
 
 
 # ----------------------------------------------------------------------------- clean / check

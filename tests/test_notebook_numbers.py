@@ -229,14 +229,14 @@ def test_quotes_format_means_over_seeds():
 def test_reproduction_summary_prints_from_the_committed_records(capsys):
     from dreamflow_utils import notebook as N
     from dreamflow_utils.core.experiments import LOG_EXPERIMENTS
-    c = LOG_EXPERIMENTS["block_Cs20_N2200"][0]
+    c = LOG_EXPERIMENTS["log block C_s=20 N2=200"][0]
     run = N.Run("03", c, c, None, "", False, Path("."), log=N.find_log(c))
-    N.reproduction_summary(run, compare=["block_Cs10_N2100"])
+    N.reproduction_summary(run, compare=["log block C_s=10 N2=100"])
     out = capsys.readouterr().out
-    n = len(list((RESULTS / "reproduction" / "mnist").glob("block_Cs20_N2200_seed_*.json")))
-    assert f"block_Cs20_N2200, {n} committed seeds (results/reproduction/)" in out
+    n = len(list((RESULTS / "reproduction" / "mnist").glob("log_block_C_s=20_N2=200_seed_*.json")))
+    assert f"log block C_s=20 N2=200, {n} committed seeds (results/reproduction/)" in out
     assert "the log's 73.34%" in out and "sd above the mean, above every seed" in out
-    assert "block_Cs20_N2200 - block_Cs10_N2100: +" in out and "load not recorded" in out
+    assert "log block C_s=20 N2=200 - log block C_s=10 N2=100: +" in out and "load not recorded" in out
     assert str(REPO) not in out  # paths relative to the repository
     N.reproduction_summary(N.Run("x", c.replace(C_s=7), c.replace(C_s=7), None, "", False, Path(".")))
     assert "nothing to conclude" in capsys.readouterr().out
@@ -244,11 +244,11 @@ def test_reproduction_summary_prints_from_the_committed_records(capsys):
 
 def test_bench_span_and_overlap():
     from dreamflow_utils import notebook as N
-    from dreamflow_utils.notebook.engine_story import LOG_LABEL, LOG_MS_PER_BATCH
-    table = {"block_Cs10_N2100": {"numpy": 1.0, "TF eager f64": 40.0, "TF graph f64": 4.0},
-             "block_Cs20_N2200": {"numpy": 2.0, "TF eager f64": 60.0, "TF graph f64": 5.0}}
+    from dreamflow_utils.notebook.engine_speed import LOG_LABEL, LOG_MS_PER_BATCH
+    table = {"log block C_s=10 N2=100": {"numpy": 1.0, "TF eager f64": 40.0, "TF graph f64": 4.0},
+             "log block C_s=20 N2=200": {"numpy": 2.0, "TF eager f64": 60.0, "TF graph f64": 5.0}}
     assert N.bench_span(table, "numpy") == "1.00-2.00"
     assert N.bench_span(table, "TF eager f64", ["numpy", "TF graph f64"], 0) == "10-40"
-    assert N.bench_span(table, LOG_LABEL, digits=0) == f"{LOG_MS_PER_BATCH['block_Cs10_N2100']:.0f}-" \
-                                                      f"{LOG_MS_PER_BATCH['block_Cs20_N2200']:.0f}"
+    assert N.bench_span(table, LOG_LABEL, digits=0) == f"{LOG_MS_PER_BATCH['log block C_s=10 N2=100']:.0f}-" \
+                                                      f"{LOG_MS_PER_BATCH['log block C_s=20 N2=200']:.0f}"
     assert N._overlap(_records()) == 2 and N._overlap([]) == 0 and N.span([3.0]) == "3.0"

@@ -77,7 +77,7 @@ def test_the_studies_probes_learn_from_the_training_split(monkeypatch):
     """measures.probes / logistic and studies.measure fit on data's training half and score its test half."""
     import dreamflow_utils.engines as engines
     from dreamflow_utils import Config
-    from dreamflow_utils.studies import Variant, measure, measures
+    from dreamflow_utils.studies import measure, measures, model
 
     (x, y, shuffled), (tx, ty, relabelled) = _shuffled_and_flipped()
     engine = CodesAreInputs()
@@ -89,7 +89,7 @@ def test_the_studies_probes_learn_from_the_training_split(monkeypatch):
         acc = measures.logistic(engine, train, test)["probe_logistic"]
         assert (acc == 1.0) if right else (acc < 0.25), acc
     monkeypatch.setattr(engines, "make_engine", lambda config, weights: engine)
-    variant = Variant("v", "shared", Config(layer1="shared", layout="block"), measures=("probes", "logistic"))
+    variant = model(Config(layer1="shared", layout="block"), measures=("probes", "logistic"))
     out = measure(variant, variant.config, None, ((x, shuffled), (tx, ty)))
     assert out["probe_value"] < 0.25 and out["probe_logistic"] < 0.25
     out = measure(variant, variant.config, None, ((x, y), (tx, ty)))

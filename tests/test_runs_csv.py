@@ -27,7 +27,7 @@ def _rows(path):
 
 
 def test_collect_writes_the_config_as_json_in_field_order(tmp_path):
-    rec = _record(wta="cluster")
+    rec = _record(wta="own_units")
     (tmp_path / "mnist").mkdir()
     (tmp_path / "mnist" / "r1.json").write_text(json.dumps(rec))
     S.collect(tmp_path)

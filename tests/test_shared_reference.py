@@ -38,10 +38,10 @@ def test_a_blank_patch_switches_nothing_on():
 
 
 def _faithful_twin(C=4, N2=12, seed=3):
-    """A faithful block model (wta="cluster") whose 9 clusters all start from one shared bank."""
+    """A faithful block model (wta="own_units") whose 9 clusters all start from one shared bank."""
     sc = Config(layout="block", C_s=C, N2=N2, **SMALL)
     sw = init_weights(sc.replace(seed=seed))
-    fc = Config(layout="block", C_s=C, N2=N2, B=20, T_s=400, wta="cluster")
+    fc = Config(layout="block", C_s=C, N2=N2, B=20, T_s=400, wta="own_units")
     idx = np.repeat(patch_indices("block"), C, axis=0)
     w1 = np.zeros((784, 9 * C))
     for u in range(9 * C):
@@ -50,7 +50,7 @@ def _faithful_twin(C=4, N2=12, seed=3):
 
 
 def test_block_grid_is_the_faithful_rule_with_tied_clusters():
-    """On the block grid the shared model is the faithful rule (wta="cluster") with the 9
+    """On the block grid the shared model is the faithful rule (wta="own_units") with the 9
     clusters' updates summed into one bank: codes, layer 2 and the label layer agree."""
     sc, sw, fc, fw = _faithful_twin()
     (x, y), (tx, _) = DATA

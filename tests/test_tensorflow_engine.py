@@ -72,13 +72,13 @@ def data():
 
 
 CASES = [  # layout, wta, C_s, N2, B, negative w1
-    ("block", "log", 10, 100, 20, False),
-    ("overlap", "log", 3, 7, 10, False),
-    ("block", "cluster", 5, 13, 25, False),
-    ("overlap", "cluster", 10, 30, 16, False),
-    ("block", "log", 4, 9, 10, True),
-    ("overlap", "log", 6, 11, 16, True),
-    ("overlap", "cluster", 4, 5, 12, True),
+    ("block", "full_row", 10, 100, 20, False),
+    ("overlap", "full_row", 3, 7, 10, False),
+    ("block", "own_units", 5, 13, 25, False),
+    ("overlap", "own_units", 10, 30, 16, False),
+    ("block", "full_row", 4, 9, 10, True),
+    ("overlap", "full_row", 6, 11, 16, True),
+    ("overlap", "own_units", 4, 5, 12, True),
 ]
 
 
@@ -113,7 +113,7 @@ def test_quirk_branches_are_exercised(data):
 
 def test_matches_reference_small(data):
     (x, y), (tx, _) = data
-    for layout, wta, neg in (("overlap", "log", True), ("block", "cluster", False)):
+    for layout, wta, neg in (("overlap", "full_row", True), ("block", "own_units", False)):
         cfg = Config(layout=layout, wta=wta, C_s=3, N2=6, B=8, T_s=1000, seed=5)
         w = init_weights(cfg)
         if neg:
@@ -174,7 +174,7 @@ def test_argmax_first_matches_numpy():
 def test_eager_matches_numpy(data):
     """compiled=False runs the same code op by op (no tf.function)."""
     (x, y), (tx, _) = data
-    cfg = Config(layout="overlap", wta="log", C_s=3, N2=6, B=10, T_s=1000)
+    cfg = Config(layout="overlap", wta="full_row", C_s=3, N2=6, B=10, T_s=1000)
     w = with_negatives(init_weights(cfg), 3)
     eager, ne = TensorFlowEngine(cfg.replace(engine="tensorflow"), w, compiled=False), NumpyEngine(cfg, w)
     eager.train_batches(x[:100], y[:100])  # 10 batches: eager is slow
@@ -205,7 +205,7 @@ def test_float32_stays_close(data, jit_compile):
 
 def test_xla_matches_numpy(data):
     (x, y), (tx, _) = data
-    cfg = Config(layout="overlap", wta="log", C_s=6, N2=11, B=16, T_s=992)
+    cfg = Config(layout="overlap", wta="full_row", C_s=6, N2=11, B=16, T_s=992)
     w = with_negatives(init_weights(cfg), 6)
     ne, te = NumpyEngine(cfg, w), tf_engine(cfg, w, jit_compile=True)
     te.chunk_rows = 400  # 25 batches per call: 25, 25, then 10 zero-padded to 25

@@ -16,7 +16,7 @@ ENGINES = ("numpy", "reference", "tensorflow")
 # which engine computes which layer 1 (engines/ registers exactly these)
 SUPPORTED = {("numpy", "clusters"), ("reference", "clusters"), ("tensorflow", "clusters"),
              ("numpy", "shared"), ("reference", "shared"), ("numpy", "krotov")}
-WTA_MODES = ("log", "cluster")
+WTA_MODES = ("full_row", "own_units")
 DTYPES = ("float64", "float32")
 POOL_MODES = ("max", "sum")
 CODES = ("value", "onehot")
@@ -36,7 +36,9 @@ OPTIONS = {"pool": (("shared",), 1), "pool_mode": (("shared",), "max"), "code": 
 
 @dataclass(frozen=True)
 class Config:
-    """One DreamFlow Local model and its training; names and defaults are the log's.
+    """One DreamFlow Local model and its training. The log's symbols (C_s, N2, T_s, Nep, B, xi,
+    prec) and defaults are its own; every option beyond the log is named for what it does.
+    A model's name (`model_name`) is made of these symbols.
 
     layout  "block" (3x3 grid of 9x9 patches, 9 positions), "overlap" (those 9 plus
             4 patches offset by 4 pixels, 13 positions; the log's first experiment, the default)
@@ -49,15 +51,15 @@ class Config:
     seed    seeds the initial weights (and, with `shift`, the shifted copies: seed + 1).
     engine  "numpy" (fast, default), "reference" (the literal dense math, the test oracle)
             or "tensorflow" (layer1="clusters", layouts block/overlap).
-    wta     layer1="clusters" only. "log" (its default) reproduces the log's cluster
-            winner-take-all, quirk included: a cluster whose units all output <= 0 (a blank
+    wta     the winner-take-all of layer 1. "full_row" (the default of layer1="clusters")
+            reproduces the log's, quirk included: a cluster whose units all output <= 0 (a blank
             patch) switches on unit 0 of cluster 0 (unit C_s for cluster 0 itself when its
             outputs are all negative), because the log takes argmax over the masked
-            full-width row. "cluster" takes the argmax inside the cluster's own units.
-            The shared layer always competes inside each position ("cluster", its default).
+            full-width row. "own_units" takes the argmax among the cluster's own units; the
+            shared layer always competes that way ("own_units", its only choice).
     dtype, jit_compile   float type and XLA of the tensorflow engine; dtype also of the krotov
             engine (every other engine computes in float64).
-    layer1  "clusters" (the log's: every position has its own C_s units) or "shared" (one
+    layer1  "clusters" (the log's word: every position has its own C_s units) or "shared" (one
             bank of C_s detectors applied at every position, its updates summed over positions).
     stride  the grid step of layout="stride" (None otherwise).
     shift   each epoch trains on a fresh copy of the images moved by up to `shift` pixels.
@@ -98,7 +100,7 @@ class Config:
     prec: float = 1e-20
     seed: int = 0
     engine: str = "numpy"
-    wta: str | None = None  # None: the layer's own ("log" for clusters, "cluster" for shared)
+    wta: str | None = None  # None: the layer's own ("full_row" for clusters, "own_units" otherwise)
     dtype: str = "float64"
     jit_compile: bool = False
     layer1: str = "clusters"
@@ -133,7 +135,7 @@ class Config:
             if isinstance(value, np.generic):
                 object.__setattr__(self, f.name, value.item())
         if self.wta is None:
-            object.__setattr__(self, "wta", "log" if self.layer1 == "clusters" else "cluster")
+            object.__setattr__(self, "wta", "full_row" if self.layer1 == "clusters" else "own_units")
         check_choice("layer1", self.layer1, LAYER1)
         if self.layer1 == "krotov":
             if self.layout is not None:
@@ -183,9 +185,9 @@ class Config:
         if self.l2_winners > 1 and self.l2_winners >= self.N2:  # (N2=1 with the log's single winner)
             raise ValueError(f"l2_winners={self.l2_winners} must be smaller than N2={self.N2} (the layer-2 units "
                              "that keep their inputs in training)")
-        if self.layer1 != "clusters" and self.wta != "cluster":
-            raise ValueError(f"wta='log' (the log's quirk) applies to layer1='clusters' only; layer1={self.layer1!r} "
-                             "competes inside each position (wta='cluster')")
+        if self.layer1 != "clusters" and self.wta != "own_units":
+            raise ValueError(f"wta='full_row' (the log's quirk) applies to layer1='clusters' only; layer1={self.layer1!r} "
+                             "competes among each position's own units (wta='own_units')")
         if self.layer1 == "krotov":
             check_positive_int("kh_epochs", self.kh_epochs)
             if self.kh_epochs >= self.Nep:
@@ -306,3 +308,43 @@ def non_default(config: dict) -> dict:
     model) give the same dict."""
     defaults = dataclasses.asdict(Config())
     return {k: v for k, v in config.items() if k not in defaults or defaults[k] != v}
+
+
+# fields that do not change the trained model (seed and data set are named per run)
+NOT_IN_NAME = ("seed", "dataset", "engine", "jit_compile", "eval_every")
+LAYER_WORDS = {"clusters": "log", "shared": "shared", "krotov": "krotov"}
+
+
+def model_name(config: Config) -> str:
+    """The model's name everywhere (studies, records, tables, figures, notebooks): its layer 1
+    ("log" for the log's clusters), then every setting that differs from the log's, in Config's
+    symbols and in the order layer 1, layer 2, training: "log block C_s=20 N2=200",
+    "shared stride=1 C_s=128 pool 7x7 sum N2=2000 norm xi=0.05 8 epochs". Two configs that
+    train different models have different names."""
+    c, d = config, config.to_dict()
+    own_wta = "full_row" if c.layer1 == "clusters" else "own_units"
+    defaults = dataclasses.asdict(Config()) | {"wta": own_wta, "layout": None if c.layer1 == "krotov" else "overlap"}
+    parts = [LAYER_WORDS[c.layer1]]
+    if c.layout is not None:
+        parts.append(f"stride={c.stride}" if c.layout == "stride" else c.layout)
+    parts.append(f"C_s={c.C_s}")
+    if c.pool > 1:
+        parts.append(f"pool {c.pool}x{c.pool} {c.pool_mode}")
+    layer2 = ["norm", "unit_norm", "label_gain", "l2_winners", "vote"]
+    training = ["shift", "shuffle", "xi", "xi_decay", "T_s", "B", "prec", "dtype"]
+    shown = {"layer1", "layout", "stride", "C_s", "pool", "N2", "Nep", *NOT_IN_NAME, *layer2, *training}
+    layer1 = [k for k in d if k not in shown]  # pool_mode, code, patch_norm, pixels, wta, kh_*
+
+    def words(keys):
+        return [k if isinstance(d[k], bool) else str(d[k]) if k in ("code", "dtype", "pool_mode") else f"{k}={d[k]}"
+                for k in keys if d[k] != defaults[k] and not (k == "pool_mode" and c.pool > 1)]
+
+    parts += words(layer1) + [f"N2={c.N2}"] + words(layer2) + words(training)
+    if c.Nep != defaults["Nep"]:
+        parts.append(f"{c.Nep} epochs")
+    return " ".join(parts)
+
+
+def file_stem(name: str) -> str:
+    """A model's name as a file name: blanks become "_" ("log_block_C_s=20_N2=200")."""
+    return "_".join(name.split())

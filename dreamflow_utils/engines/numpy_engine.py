@@ -54,7 +54,7 @@ class NumpyEngine:
     def _layer1(self, v):
         """Each cluster's winning unit and its output, both (K, n); see `kernels.layer1`."""
         unit, val = np.empty((len(self.idx), len(v)), np.int64), np.empty((len(self.idx), len(v)))
-        kernels.layer1(v, self.idx, self.W1t, self.config.wta == "log", unit, val)
+        kernels.layer1(v, self.idx, self.W1t, self.config.wta == "full_row", unit, val)
         return unit, val
 
     def _layer2(self, unit, val):
@@ -69,7 +69,7 @@ class NumpyEngine:
         K, B, N2 = len(self.idx), self.config.B, self.w2t.shape[0]
         work = (np.empty((K, B), np.int64), np.empty((K, B)), np.empty((B, N2)),
                 *(np.zeros_like(w) for w in (self.W1, self.w2t, self.w3)))
-        kernels.train_batches(x, y, self.idx, self.overlap, self.config.wta == "log", self.W1, self.W1t,
+        kernels.train_batches(x, y, self.idx, self.overlap, self.config.wta == "full_row", self.W1, self.W1t,
                               self.w2t, self.w3, self.xi, self.config.prec, *work)
 
     def codes(self, x, kind: str = "value"):

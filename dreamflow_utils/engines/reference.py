@@ -32,7 +32,7 @@ class ReferenceEngine:
     def _layer1(self, v):
         """Winner-take-all inside each cluster; returns l1 (n, N1) and the winners' mask."""
         v_w1 = v @ self.w1
-        if self.config.wta == "log":
+        if self.config.wta == "full_row":
             l1_clusters = v_w1 * self.c_i  # other clusters' units read 0: argmax may land there
         else:
             l1_clusters = np.where(self.c_i == 1, v_w1, -np.inf)

@@ -76,7 +76,7 @@ class TensorFlowEngine:
         self.config = config
         K, C, B = config.n_positions, config.C_s, config.B
         self.K, self.C, self.N1, self.N2, self.B = K, C, config.N1, config.N2, B
-        self.log = config.wta == "log"
+        self.log = config.wta == "full_row"
         self.np_dtype = np.float32 if config.dtype == "float32" else np.float64
         self.dtype = tf.float32 if config.dtype == "float32" else tf.float64
         idx = patch_indices(config.layout)  # (K, 81)
@@ -204,7 +204,7 @@ class TensorFlowEngine:
     def _layer1(self, patches, W1):
         """Winner-take-all per cluster. Returns the winning units (K, n), their outputs
         (K, n) and each cluster's own argmax unit (K, n). As the numpy engine: with
-        wta="log" a cluster whose outputs are all <= 0 picks unit 0 (cluster 0 all < 0:
+        wta="full_row" a cluster whose outputs are all <= 0 picks unit 0 (cluster 0 all < 0:
         unit C), and a unit picked twice for a sample keeps its output at its first
         occurrence only (counts once)."""
         tf = _tf()
@@ -255,7 +255,7 @@ class TensorFlowEngine:
         new_w2T = self._step(w2T, grad[:, :N1])
         new_w3T = self._step(w3T, grad[:, N1:])
         # w1: each active unit predicts its own patch. The active units of cluster k are
-        # its own argmax and, with wta="log", unit 0 (in cluster 0) and unit C (cluster 1)
+        # its own argmax and, with wta="full_row", unit 0 (in cluster 0) and unit C (cluster 1)
         # when another cluster's quirk switched them on: those two are added separately.
         W1f = tf.reshape(W1, [N1, P])
         r = tf.reshape(own, [-1])

@@ -59,7 +59,7 @@ from matplotlib.figure import Figure
 
 from .. import plots
 from ..studies.bands import RESULTS_DIR, ConfigMismatch, NotChecked, accuracy_band, quick_epochs
-from ..core.config import Config
+from ..core.config import Config, model_name
 from ..core.data import MnistFormatError, MnistNotFound, load_dataset, load_digits_demo, load_mnist
 from ..core.experiments import LOG_EXPERIMENTS
 from ..core.files import read_csv_rows, repo_root
@@ -195,10 +195,7 @@ class Run:
 
     @property
     def title(self) -> str:
-        c = self.config
-        model = f"{c.layout} C_s={c.C_s}" if c.layer1 == "clusters" else \
-            f"shared {c.layout}{'' if c.stride is None else f' s{c.stride}'} C_s={c.C_s}"
-        return f"{model} N2={c.N2}, seed {c.seed}" + (" (QUICK)" if self.quick else "")
+        return f"{model_name(self.config)}, seed {self.config.seed}" + (" (QUICK)" if self.quick else "")
 
     @property
     def test_y(self) -> np.ndarray:
@@ -262,7 +259,7 @@ class Run:
         if result.config != self.config:
             diff = {k: (v, getattr(result.config, k)) for k, v in self.config.to_dict().items()
                     if getattr(result.config, k) != v}
-            raise ConfigMismatch(f"the run trained another configuration than the notebook declared: "
+            raise ConfigMismatch("the run trained another configuration than the notebook declared: "
                                  + ", ".join(f"{k}: declared {d!r}, trained {t!r}" for k, (d, t) in diff.items()))
         band = accuracy_band(self.config, self.results_dir, demo=self.data_source.startswith("DEMO"))
         if band is not None:
@@ -562,13 +559,13 @@ class Quotes:
     (accuracies in [0, 1] are shown in %)::
 
         q = Quotes(records)
-        q("log block C20 N200")                     # '71.4% ± 0.8 (n=5)': test accuracy, mean ± sd over seeds
-        q("log block C20 N200", "probe_value", 2)   # '88.78% ± 0.10 (n=5)'
-        q.mean("log block C20 N200")                # '71.4%'
-        q.diff("shared s4 C20 N200", "log block C20 N200")   # '+12.0 points' (difference of the means)
-        q.value("log block C20 N200", "code_sim_1px")        # '0.46 ± 0.00' (not a percentage)
-        q.seconds("shared s4 C20 N200")             # '14 ± 1 s (load not recorded; ...)': `seconds_text`
-        q.ladder(1, 3, "sum", "onehot", "logistic", 2)       # '97.80% ± 0.11 (n=5)' (probe ladder)
+        q("log block C_s=20 N2=200")                                        # '71.4% ± 0.8 (n=5)': test accuracy, mean ± sd over seeds
+        q("log block C_s=20 N2=200", "probe_value", 2)                      # '88.78% ± 0.10 (n=5)'
+        q.mean("log block C_s=20 N2=200")                                   # '71.4%'
+        q.diff("shared stride=4 C_s=20 N2=200", "log block C_s=20 N2=200")  # '+12.0 points' (difference of the means)
+        q.value("log block C_s=20 N2=200", "code_sim_1px")                  # '0.46 ± 0.00' (not a percentage)
+        q.seconds("shared stride=4 C_s=20 N2=200")                          # '14 ± 1 s (load not recorded; ...)': `seconds_text`
+        q.ladder(1, 3, "sum", "onehot", "logistic", 2)                      # '97.80% ± 0.11 (n=5)' (probe ladder)
     """
 
     def __init__(self, records, dataset: str = "mnist", split: str = "test"):
@@ -639,10 +636,10 @@ class Quotes:
 
 def bench_span(table: dict, engine, over=None, digits: int = 2) -> str:
     """Over the experiments of a benchmark table ({experiment: {engine: ms per batch}}, as
-    `engine_story.read_benchmark` returns it; the engine `engine_story.LOG_LABEL` is the log's own
+    `engine_speed.read_benchmark` returns it; the engine `engine_speed.LOG_LABEL` is the log's own
     ms per batch): 'a-b', the range of `engine`'s ms per batch, or with `over` of its time / `over`'s
     time. `engine` and `over` may be lists of engines: the range over every pair."""
-    from .engine_story import LOG_LABEL, LOG_MS_PER_BATCH
+    from .engine_speed import LOG_LABEL, LOG_MS_PER_BATCH
 
     def ms(name, row, col):
         return LOG_MS_PER_BATCH[name] if col == LOG_LABEL else row[col]

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from .. import notebook, plots
-from ..core.config import CODES, DATASETS, LAYER1, OPTIONS, POOL_MODES, Config
+from ..core.config import CODES, DATASETS, LAYER1, OPTIONS, POOL_MODES, Config, model_name
 from ..core.files import repo_root
 from ..core.geometry import LAYOUTS
 from ..core.quick import QUICK_ENV, quick_config, quick_mode
@@ -50,12 +50,8 @@ RED = "#b00"
 
 # ----------------------------------------------------------------------------- the batch's view of a run
 def run_name(config: Config) -> str:
-    """The run's name: the form's fields and every other field that differs from Config's default."""
-    d = config.to_dict()
-    own = {"wta": "log" if config.layer1 == "clusters" else "cluster"}  # the layer's own rule
-    parts = [f"{k}={d[k]}" for k in FIELDS if k != "dataset" and d[k] is not None]
-    parts += [f"{k}={v}" for k, v in d.items() if k not in FIELDS and v != own.get(k, DEFAULTS[k])]
-    return " ".join(parts)
+    """The run's name, as the studies name theirs: the model's name and its seed."""
+    return f"{model_name(config)} seed {config.seed}"
 
 
 def call_run(config: Config, quick: bool = False) -> CallRun:
@@ -89,11 +85,9 @@ def committed_line(config: Config, accuracy: float, demo: bool = False) -> str:
 
 
 def title(config: Config) -> str:
-    """A short name of the model, e.g. "block C_s=10 N2=100, seed 0"."""
-    where = {"clusters": config.layout, "krotov": "krotov"}.get(config.layer1, f"shared {config.layout}")
-    where += f" s{config.stride}" if config.stride is not None else ""
+    """The model's name, seed and data set, e.g. "log block C_s=10 N2=100, seed 0"."""
     data = "" if config.dataset == "mnist" else f", {config.dataset}"
-    return f"{where} C_s={config.C_s} N2={config.N2}, seed {config.seed}{data}"
+    return f"{model_name(config)}, seed {config.seed}{data}"
 
 
 def _shown(path) -> str:

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.config import Config
+from ..core.config import Config, model_name
 from ..core.data import load_dataset, validation_split
 from ..core.quick import quick_data
 from ..core.train import train, versions
@@ -32,11 +32,13 @@ from . import measures
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"  # the repository's results folder
 FAMILIES = ("faithful", "shared", "krotov", "baseline")
+FAMILY_OF_LAYER = {"clusters": "faithful", "shared": "shared", "krotov": "krotov"}
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One model of a study.
+    """One model of a study: a model is named by its config (`model_name`, use `model`), a
+    baseline by what it is ("k-means N2=2000 on pixels").
 
     family   "faithful" (layer1="clusters"), "shared", "krotov" (a peer engine) or "baseline".
     config   the model (every family but baselines); its seed and dataset are set per run.
@@ -64,6 +66,11 @@ class Variant:
             raise ValueError(f"{self.name}: family must be one of {FAMILIES}, got {self.family!r}")
         if (self.family == "baseline") != (self.baseline is not None) or (self.config is None) != (self.baseline is not None):
             raise ValueError(f"{self.name}: a baseline has `baseline` and no config; every other family a config")
+        if self.config is not None and (self.name, self.family) != (model_name(self.config),
+                                                                    FAMILY_OF_LAYER[self.config.layer1]):
+            raise ValueError(f"a model variant is named by its config and its family by its layer 1: "
+                             f"{model_name(self.config)!r} ({FAMILY_OF_LAYER[self.config.layer1]}), got "
+                             f"{self.name!r} ({self.family})")
         unknown = set(self.measures) - set(MEASURES)
         if unknown:
             raise ValueError(f"{self.name}: unknown measures {sorted(unknown)}; known: {sorted(MEASURES)}")
@@ -81,6 +88,21 @@ class Study:
     @property
     def folder(self) -> Path:
         return RESULTS / self.name
+
+
+def model(config: Config, note: str = "", measures: tuple[str, ...] = (), **kw) -> Variant:
+    """The variant that trains `config`, named by it (`model_name`)."""
+    return Variant(model_name(config), FAMILY_OF_LAYER[config.layer1], config, measures=measures, note=note, **kw)
+
+
+def variants(*vs: Variant) -> dict[str, Variant]:
+    """A study's registry: its variants by name (a name given twice is an error)."""
+    out = {}
+    for v in vs:
+        if v.name in out:
+            raise ValueError(f"two variants named {v.name!r}")
+        out[v.name] = v
+    return out
 
 
 MEASURES = ("votes", "shifted", "probes", "logistic", "translation", "ladder")
@@ -171,7 +193,7 @@ def measure(variant: Variant, config: Config, weights, data) -> dict:
     return out | ({"measure_seconds": time.perf_counter() - t} if variant.measures else {})
 
 
-def plan(study: Study, seeds, variants=None, dataset: str = "mnist", quick: bool = False) -> list:
+def study_runs(study: Study, seeds, variants=None, dataset: str = "mnist", quick: bool = False) -> list:
     """The batch runs of `variants` (default: all) x `seeds` on `dataset` (a variant with its own
     `seeds` runs only those it shares with `seeds`, or its first if none)."""
     from ..sweeps.runs import CallRun

@@ -17,7 +17,7 @@ from ..core.files import atomic_write, repo_root
 from ..core.quick import quick_mode
 from ..sweeps.batch import add_cluster_options, run_batch
 from ..sweeps.cli import ArgumentParser, CliError, nonnegative_int, parse_seeds, positive_int, run_cli
-from . import get_study, load_records, plan, registry
+from . import get_study, load_records, registry, study_runs
 
 
 @run_cli
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     if not a.summarize:
         variants = None if a.variants is None else [v.strip() for v in a.variants.split(",")]
         try:
-            runs = plan(study, parse_seeds(a.seeds), variants, a.dataset, quick)
+            runs = study_runs(study, parse_seeds(a.seeds), variants, a.dataset, quick)
         except ValueError as e:
             raise CliError(str(e)) from None
         if a.dry_run:

@@ -7,7 +7,7 @@
 Every number comes from a file under results/ (nothing is typed by hand):
 
 * results/reproduction/<dataset>/*.json   the log's four experiments x seeds, the log's rule and
-                                          wta="cluster" (`reproduction.summarize`);
+                                          wta="own_units" (`reproduction.summarize`);
 * results/benchmark/benchmark.csv         ms per training batch of each engine (`bench`);
 * results/benchmark/benchmark_models.csv  full runs of the faithful and the weight-shared model;
 * results/symmetry/<dataset>/*.json       probes on the log's models, the unshared and shared variants;
@@ -43,40 +43,10 @@ def _pct(ms, n=None) -> str:
     return tables.fmt(ms) + "%" + ("" if n is None else f" (n={n})")
 
 
-def _num(x):
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
-
-
 def _span(values, fmt="{:.2f}", unit="") -> str:
     """'lo-hi' (' to ' when lo is negative) in `fmt`, then `unit`; one number when they print alike."""
     lo, hi = fmt.format(min(values)), fmt.format(max(values))
     return lo + unit if lo == hi else f"{lo}{' to ' if min(values) < 0 else '-'}{hi}{unit}"
-
-
-def _groups(rows, keys, value="test_accuracy"):
-    """{key: (mean, sd, n)} of `value` per group of `keys` (rows without a number skipped)."""
-    out = {}
-    for key, rs in tables.by(rows, *keys).items():
-        v = [x for x in (_num(r.get(value)) for r in rs) if x is not None]
-        if v:
-            m, s = tables.stats(v)
-            out[key] = (m, s, len(v))
-    return out
-
-
-def best(groups: dict, min_seeds: int = MIN_SEEDS):
-    """(key, (mean, sd, n)) of the best mean among the groups with >= min_seeds values (ties: the first key
-    in sorted order), and the same for a group with fewer values whose mean is higher, or None."""
-    ranked = sorted(groups.items(), key=lambda kv: (-kv[1][0], str(kv[0])))
-    top = next(((k, g) for k, g in ranked if g[2] >= min_seeds), None)
-    above = None
-    if ranked and ranked[0][1][2] < min_seeds and (top is None or ranked[0][1][0] > top[1][0]):
-        above = ranked[0]
-    return top, above
 
 
 def _records(name, results):
@@ -94,7 +64,7 @@ def _missing(what, path) -> str:
 
 # ----------------------------------------------------------------------------- the log
 def reproduction_lines(results=RESULTS) -> list[str]:
-    from .reproduction import WTA_CLUSTER, summarize
+    from .reproduction import OWN_UNITS, summarize
 
     records = _records("reproduction", results)
     exps = [e for e in summarize(records)["experiments"] if e["n"]]
@@ -118,15 +88,16 @@ def reproduction_lines(results=RESULTS) -> list[str]:
     lines.append(line + ("; " + "; ".join(outside) if outside else "") + ".")
     acc = {(r["variant"], r["seed"]): 100 * r["test_accuracy"] for r in records}
     diffs = {}
-    for (variant, seed), a in acc.items():
-        if variant.endswith(WTA_CLUSTER) and (variant[:-len(WTA_CLUSTER)], seed) in acc:
-            diffs.setdefault(variant[:-len(WTA_CLUSTER)], []).append(a - acc[(variant[:-len(WTA_CLUSTER)], seed)])
+    for name, corrected in OWN_UNITS.items():
+        d = [a - acc[(name, seed)] for (variant, seed), a in acc.items() if variant == corrected and (name, seed) in acc]
+        if d:
+            diffs[name] = d
     diffs = {k: tables.stats(v) + (len(v),) for k, v in diffs.items() if len(v) > 1}
     if diffs:
         means = [m for m, _, _ in diffs.values()]
         small = sum(abs(m) < s for m, s, _ in diffs.values())
         ns = sorted({n for _, _, n in diffs.values()})
-        lines.append(f"- **The log's quirk**, corrected (`wta=\"cluster\"`), changes the mean accuracy by "
+        lines.append(f"- **The log's quirk**, corrected (`wta=\"own_units\"`), changes the mean accuracy by "
                      f"{_span(means, '{:+.2f}')} points (paired by seed, {'/'.join(map(str, ns))} seeds each): less "
                      f"than the seed-to-seed sd in {small} of {len(diffs)} experiments.")
     return lines
@@ -137,7 +108,7 @@ def speed_lines(results=RESULTS) -> list[str]:
     from ..core.experiments import LOG_EXPERIMENTS
 
     rows = read_csv_rows(Path(results) / "benchmark" / "benchmark.csv")
-    rows = [r for r in rows if _num(r.get("reference ms")) and _num(r.get("numpy ms"))]
+    rows = [r for r in rows if tables.number(r.get("reference ms")) and tables.number(r.get("numpy ms"))]
     if not rows:
         return [_missing("Speed", "results/benchmark/benchmark.csv")]
     ratio = {r["experiment"]: float(r["reference ms"]) / float(r["numpy ms"]) for r in rows}
@@ -150,7 +121,7 @@ def speed_lines(results=RESULTS) -> list[str]:
     log = [LOG_EXPERIMENTS[r["experiment"]][2] for r in rows if r["experiment"] in LOG_EXPERIMENTS]
     if log:
         line += f"; the log took {_span(log, '{:.0f}', ' s')} per epoch of 600 batches"
-    rel = {label: [float(r[column]) / float(r["numpy ms"]) for r in rows if _num(r.get(column))]
+    rel = {label: [float(r[column]) / float(r["numpy ms"]) for r in rows if tables.number(r.get(column))]
            for column, label in (("TF XLA f32 ms", "TensorFlow XLA float32"), ("TF eager f64 ms", "eager TensorFlow"))}
     rel = [f"{label} {_span(v, '{:.1f}' if max(v) < 10 else '{:.0f}', 'x')}" for label, v in rel.items() if v]
     if rel:
@@ -181,21 +152,21 @@ def symmetry_lines(results=RESULTS) -> list[str]:
         rs = [r for r in records if r["dataset"] == dataset]
         log = [r for r in rs if r["family"] == "faithful" and (c := _config_of(r)) is not None
                and c.replace(seed=0, dataset="mnist") in log_configs]
-        own, probe = _groups(log, ("variant",)), _groups(log, ("variant",), "probe_value")
+        own, probe = tables.groups(log, ("variant",)), tables.groups(log, ("variant",), "probe_value")
         on = "" if dataset == "mnist" else f" on {DATASET_NAMES.get(dataset, dataset)}"
         parts = []
         if own and probe:
             parts.append(f"a ridge probe on the layer-1 codes of the log's {len(own)} models{on} gets "
                          f"{_span([100 * m for m, _, _ in probe.values()])}% (means over seeds), their own layer-2 "
                          f"read-out {_span([100 * m for m, _, _ in own.values()])}%")
-        faithful, _ = best(_groups([r for r in rs if r["family"] == "faithful"], ("variant",)))
+        faithful, _ = tables.best(tables.groups([r for r in rs if r["family"] == "faithful"], ("variant",)), MIN_SEEDS)
         if faithful:
             (name,), (m, s, n) = faithful
             parts.append(f"the best unshared variant, `{name}`: {_pct((m, s), n)}")
         if parts:
             lines.append("- **Where the accuracy is lost** ([summary](results/symmetry/summary.md); exploratory: "
                          "variants compared on the test set): " + "; ".join(parts) + ".")
-        shared, _ = best(_groups([r for r in rs if r["family"] == "shared"], ("variant",)))
+        shared, _ = tables.best(tables.groups([r for r in rs if r["family"] == "shared"], ("variant",)), MIN_SEEDS)
         if shared:
             (name,), (m, s, n) = shared
             epochs = {(_config_of(r) or _config_of({})).Nep for r in rs if r["variant"] == name}
@@ -205,7 +176,7 @@ def symmetry_lines(results=RESULTS) -> list[str]:
             ladder = [{"setting": (lad.get("stride"), lad.get("pool"), lad.get("pool_mode"), lad.get("code"),
                                    lad.get("method")), "test_accuracy": lad.get("probe_accuracy"), "variant": r["variant"]}
                       for r in rs for lad in r.get("ladder", [])]
-            top, _ = best(_groups(ladder, ("variant", "setting")))
+            top, _ = tables.best(tables.groups(ladder, ("variant", "setting")), MIN_SEEDS)
             if top:
                 (variant, (stride, pool, mode, code, method)), (lm, ls, ln) = top
                 line += (f"; `{variant}`'s bank read out at stride {stride}, {pool}x{pool} {mode}-pooled {code}, by a "
@@ -216,7 +187,7 @@ def symmetry_lines(results=RESULTS) -> list[str]:
 
 def models_line(results=RESULTS) -> list[str]:
     rows = [r for r in read_csv_rows(Path(results) / "benchmark" / "benchmark_models.csv")
-            if _num(r.get("seconds")) and _num(r.get("test accuracy"))]
+            if tables.number(r.get("seconds")) and tables.number(r.get("test accuracy"))]
     if not rows:
         return []
     first = rows[0]
@@ -242,7 +213,7 @@ def frontier_rows(results=RESULTS) -> list[dict]:
 
 def frontier_lines(results=RESULTS) -> list[str]:
     from .frontier import GOALS
-    rows = [r for r in frontier_rows(results) if _num(r.get("test_accuracy")) is not None]
+    rows = [r for r in frontier_rows(results) if tables.number(r.get("test_accuracy")) is not None]
     if not rows:
         return [_missing("Frontier", "results/frontier.csv")]
     lines = []
@@ -252,9 +223,9 @@ def frontier_lines(results=RESULTS) -> list[str]:
         rs = [r for r in rows if r["dataset"] == dataset]
         parts = []
         for kind, label in (("local", "local model (own read-out)"), ("probe", "probe")):
-            groups = _groups([r for r in rs if r["readout"] == kind or (kind == "probe" and r["readout"].startswith(
+            groups = tables.groups([r for r in rs if r["readout"] == kind or (kind == "probe" and r["readout"].startswith(
                 "probe"))], ("variant", "readout"))
-            top, above = best(groups)
+            top, above = tables.best(groups, MIN_SEEDS)
             goal = GOALS.get((dataset, kind))
             if top is None:
                 parts.append(f"no {label} with >= {MIN_SEEDS} seeds")
@@ -270,10 +241,10 @@ def frontier_lines(results=RESULTS) -> list[str]:
         other = sorted({r["readout"] for r in rs} - {"local", "baseline"} - {r["readout"] for r in rs
                                                                            if r["readout"].startswith("probe")})
         for readout in other:  # read-outs this module does not know: their best, by the same rule
-            top, _ = best(_groups([r for r in rs if r["readout"] == readout], ("variant",)))
+            top, _ = tables.best(tables.groups([r for r in rs if r["readout"] == readout], ("variant",)), MIN_SEEDS)
             if top:
                 parts.append(f"best {readout}: `{top[0][0]}` {_pct(top[1][:2], top[1][2])}")
-        base = _groups([r for r in rs if r["readout"] == "baseline"], ("variant",))
+        base = tables.groups([r for r in rs if r["readout"] == "baseline"], ("variant",))
         if base:
             cells = [f"{name} {_pct((m, s), n)}" for (name,), (m, s, n) in
                      sorted(base.items(), key=lambda kv: (-kv[1][0], kv[0]))]

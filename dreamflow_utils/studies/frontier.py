@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..core.config import Config, non_default
 from ..core.experiments import LOG_EXPERIMENTS
-from . import Study, Variant, tables
+from . import Study, Variant, model, tables, variants
 
 KNOWN = {  # published numbers the goals compare with (MNIST test accuracy)
     "Mozafari et al. 2019 (STDP + R-STDP, no external classifier)": 0.972,
@@ -47,9 +47,8 @@ PROBE_MEASURES = ("probes", "logistic")
 KROTOV = dict(layer1="krotov", layout=None, shuffle=True, dtype="float32", norm=True, xi=0.05, N2=2000)
 
 
-def _model(name, config, note="", measures=PROBE_MEASURES, ladder=()):
-    family = {"clusters": "faithful", "shared": "shared", "krotov": "krotov"}[config.layer1]
-    return Variant(name, family, config, measures=measures, ladder=ladder, note=note)
+def _model(config, note="", measures=PROBE_MEASURES, **kw):
+    return model(config, note, measures, **kw)
 
 
 def _baseline(name, seeds=None, **spec):
@@ -69,11 +68,6 @@ SEARCH_BEST = Config(layer1="shared", layout="stride", stride=2, pool=2, C_s=20,
 MEASURED = ("probes", "shifted")  # every final model: ridge probes and the test set shifted by 1 and 2 pixels
 
 
-def log_name(config: Config) -> str:
-    """The log's models by their own symbols: "log block C_s=20 N2=200"."""
-    return f"log {config.layout} C_s={config.C_s} N2={config.N2}"
-
-
 def final_variants(mnist_choice: Config, fashion_choice: Config) -> list[Variant]:
     """The final study: the log's four, the earlier shared pick, the models the search chose per
     data set, Krotov & Hopfield's paper setting read out locally, and the pixel baselines."""
@@ -82,51 +76,27 @@ def final_variants(mnist_choice: Config, fashion_choice: Config) -> list[Variant
     notes = {"mnist": "every setting chosen on MNIST's validation split",
              "fashion": "the side channel's weight (pixels) chosen on Fashion-MNIST's validation split; the other "
                         "settings transferred from MNIST's search"}
-    picks = [_model(shared_name(c), c, "every setting chosen on both data sets' validation splits" if same else notes[d],
-                    measures=MEASURED + (("logistic",) if d == "mnist" else ()))
+    picks = [_model(c, "every setting chosen on both data sets' validation splits" if same else notes[d],
+                    MEASURED + (("logistic",) if d == "mnist" else ()), datasets=None if same else (d,))
              for d, c in chosen.items() if not (same and d == "fashion")]
-    picks = [v if same else Variant(v.name, v.family, v.config, measures=v.measures, note=v.note, datasets=(d,))
-             for v, d in zip(picks, chosen)]
     return [
-        *[_model(log_name(config), config, f"the log's settings; the log: {100 * acc:.2f}% on MNIST", measures=MEASURED)
+        *[_model(config, f"the log's settings; the log: {100 * acc:.2f}% on MNIST", MEASURED)
           for config, acc, _ in LOG_EXPERIMENTS.values()],
-        _model(shared_name(SEARCH_BEST), SEARCH_BEST, "the previous frontier's pick: stride, pool, C_s, epochs, norm and "
-               "xi from the symmetry study's test results, N2 from the validation split", measures=MEASURED),
+        _model(SEARCH_BEST, "the previous frontier's pick: stride, pool, C_s, epochs, norm and "
+               "xi from the symmetry study's test results, N2 from the validation split", MEASURED),
         *picks,
         # Krotov & Hopfield's paper setting (p=3, k=7, delta=0.4, n=4.5; 20 rule epochs, theirs 100), read out by
         # DreamFlow's layer 2 on its dense code; the sparse code's read-out (kh_top) is compared on the validation
         # split (the search)
-        _model("krotov C_s=2000 (paper) dense code", KROTOV_PAPER, "the paper's setting; the read-out: the "
-               "frontier's earlier local read-out (N2=2000, norm, xi=0.05, 5 epochs)", measures=MEASURED),
+        _model(KROTOV_PAPER, "Krotov & Hopfield's paper setting, its dense code; the read-out: the frontier's earlier "
+               "local read-out (N2=2000, norm, xi=0.05, 5 epochs)", MEASURED),
         *PIXEL_BASELINES,
     ]
 
 
-
-
-def _shared(name, stride, C_s, N2, Nep, **kw):
-    """A candidate of the search: the shared bank on the stride grid."""
-    config = Config(layer1="shared", layout="stride", stride=stride, C_s=C_s, N2=N2, Nep=Nep, **kw)
-    return Variant(name, "shared", config, measures=("probes",))
-
-
-def shared_name(config: Config) -> str:
-    """The name of a shared-bank candidate: every setting that makes it, in the log's symbols."""
-    c = config
-    parts = [f"s{c.stride}", f"C_s={c.C_s}"]
-    if c.pool > 1:
-        parts.append(f"pool {c.pool}x{c.pool} {c.pool_mode}")
-    if c.code != "value":
-        parts.append(c.code)
-    if c.patch_norm:
-        parts.append("patch_norm")
-    if c.pixels:
-        parts.append(f"pixels={c.pixels}")
-    parts += [f"N2={c.N2}", "norm" if c.norm else "no norm"]
-    if c.l2_winners > 1:
-        parts.append(f"l2_winners={c.l2_winners}")
-    parts += [f"xi={c.xi}", f"{c.Nep} epochs"]
-    return " ".join(parts)
+def _search(config):
+    """A candidate of the search, measured by its probes too."""
+    return model(config, measures=("probes",))
 
 
 # the search around the stride-1 bank: a base and one change at a time (each setting chosen on the validation split)
@@ -144,18 +114,17 @@ DENSE_ROUND3 = ({"N2": 4000, "pixels": 1.0},)
 # epochs, or a heavier side channel
 FASHION_ROUND2 = ({"pixels": 1.0, "Nep": 5}, {"pixels": 2.0})
 
-SEARCH_VARIANTS = {v.name: v for v in [
-    _shared("s4 C20 N2000 norm xi=0.05 (5 epochs)", 4, 20, 2000, 5, norm=True, xi=0.05),  # the symmetry study's pick
-    _shared("s2 pool2 C20 N200 (3 epochs)", 2, 20, 200, 3, pool=2),  # the symmetry study's best on its test set
-    _shared("s2 pool2 C20 N1000 norm xi=0.05 (3 epochs)", 2, 20, 1000, 3, pool=2, norm=True, xi=0.05),
-    _shared("s2 pool2 C20 N2000 norm xi=0.05 (3 epochs)", 2, 20, 2000, 3, pool=2, norm=True, xi=0.05),
-    *[Variant(shared_name(c), "shared", c, measures=("probes",)) for c in
-      (DENSE_BASE.replace(**change) for change in DENSE_CHANGES + DENSE_COMBINED + DENSE_OPTIONS + DENSE_ROUND3
-                                                             + FASHION_ROUND2)],
+SEARCH_VARIANTS = variants(
+    # the symmetry study's pick, its best on its test set, and that one's read-out grown on the validation split
+    *[_search(Config(layer1="shared", layout="stride", C_s=20, **kw)) for kw in (
+        dict(stride=4, N2=2000, Nep=5, norm=True, xi=0.05), dict(stride=2, pool=2, N2=200, Nep=3),
+        dict(stride=2, pool=2, N2=1000, Nep=3, norm=True, xi=0.05),
+        dict(stride=2, pool=2, N2=2000, Nep=3, norm=True, xi=0.05))],
+    *[_search(DENSE_BASE.replace(**change)) for change in DENSE_CHANGES + DENSE_COMBINED + DENSE_OPTIONS + DENSE_ROUND3
+                                                           + FASHION_ROUND2],
     # Krotov & Hopfield's 2000 units read out by DreamFlow's layer 2: on their dense code, on a sparse one
-    *[_model(f"krotov paper 2000 units{name}", KROTOV_PAPER.replace(kh_top=top), measures=("probes",))
-      for name, top in (("", 0), (" kh_top=20", 20))],
-]}
+    *[_search(KROTOV_PAPER.replace(kh_top=top)) for top in (0, 20)],
+)
 
 
 # The choices of the search (results/frontier-search/summary.md), by one rule: among the candidates within 0.1
@@ -167,7 +136,7 @@ MNIST_CHOICE = DENSE_BASE.replace(pixels=1.0)
 # settings are MNIST's base, transferred.
 FASHION_CHOICE = DENSE_BASE.replace(pixels=2.0)
 FINAL = final_variants(MNIST_CHOICE, FASHION_CHOICE)
-STUDY_VARIANTS = {v.name: v for v in FINAL}
+STUDY_VARIANTS = variants(*FINAL)
 
 
 def frontier_rows(records) -> list[dict]:
@@ -224,17 +193,12 @@ def summary_table(rows) -> str:
 
 
 def best(rows, dataset: str, kind: str, min_seeds: int = 5):
-    """(mean, sd, variant, readout, n) of the best mean over >= min_seeds seeds among the rows of
-    `dataset` whose read-out is `kind` ("local", "probe" (any probe) or "baseline"), or None."""
-    found = None
-    for (d, readout, variant), rs in tables.by(rows, "dataset", "readout", "variant").items():
-        k = "probe" if readout.startswith("probe") else readout
-        if d != dataset or k != kind or len(rs) < min_seeds and kind != "baseline":
-            continue
-        m, sd = tables.stats(r["test_accuracy"] for r in rs)
-        if found is None or m > found[0]:
-            found = (m, sd, variant, readout, len(rs))
-    return found
+    """(mean, sd, variant, readout, n) of the best mean over >= min_seeds seeds (a baseline: any) among
+    the rows of `dataset` whose read-out is `kind` ("local", "probe" (any probe) or "baseline"), or None."""
+    rs = [r for r in rows if r["dataset"] == dataset
+          and ("probe" if r["readout"].startswith("probe") else r["readout"]) == kind]
+    top, _ = tables.best(tables.groups(rs, ("variant", "readout")), 1 if kind == "baseline" else min_seeds)
+    return None if top is None else (top[1][0], top[1][1], *top[0], top[1][2])
 
 
 def goals_table(rows) -> str:
@@ -257,7 +221,7 @@ def provenance_table(final_records, search_records) -> str:
     lines = []
     for (dataset, variant), rs in tables.by(final_records, "dataset", "variant").items():
         v = STUDY_VARIANTS.get(variant)
-        if v is None or v.config is None or variant.startswith("log "):
+        if v is None or v.config is None or variant in LOG_EXPERIMENTS:
             continue
         same = [r for r in search_records if r["dataset"] == dataset and same_model(r, v.config)]
         val = tables.stats(r["test_accuracy"] for r in same)

@@ -1,28 +1,31 @@
 """The log reproduced: its four experiments x seeds, with the log's rule and with the corrected
-winner-take-all (`wta="cluster"`), and the table of the log's numbers beside this repo's.
+winner-take-all (`wta="own_units"`), and the table of the log's numbers beside this repo's.
 
-The table reads either this study's records (variant = experiment name, "<name> wta=cluster")
-or the papermill main job's table (`scripts/reproduce.sh`: one row per executed notebook
-01-04, with notebook, status, epoch_accuracies ";"-joined).
+The table reads either this study's records (variant = the experiment's name, e.g. "log block
+C_s=20 N2=200") or the papermill main job's table (`scripts/reproduce.sh`: one row per executed
+notebook 01-04, with notebook, status, epoch_accuracies ";"-joined).
 """
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from pathlib import Path
 
-from ..core.experiments import LOG_EXPERIMENTS
-from . import Study, Variant, tables
+from ..core.config import model_name
+from ..core.experiments import LOG_EXPERIMENTS, LOG_NOTEBOOKS
+from . import Study, model, tables, variants
 
-WTA_CLUSTER = " wta=cluster"
+# each experiment with the corrected winner-take-all: "log block C_s=20 wta=own_units N2=200"
+OWN_UNITS = {name: model_name(config.replace(wta="own_units")) for name, (config, _, _) in LOG_EXPERIMENTS.items()}
 
 
 def experiment_of(row) -> str | None:
-    """The log experiment a record or main-job row is a run of (None if none, e.g. wta=cluster):
-    its variant, or its notebook 'notebooks/02_block_Cs10_N2100.ipynb' -> 'block_Cs10_N2100'."""
-    name = row.get("variant") or re.sub(r"^\d+_", "", Path(str(row.get("notebook", ""))).stem)
-    return name if name in LOG_EXPERIMENTS else None
+    """The log experiment a record or main-job row is a run of (None if none, e.g. wta=own_units):
+    its variant, or its notebook 'notebooks/02_log_block_C_s=10_N2=100.ipynb' -> 'log block C_s=10 N2=100'."""
+    if row.get("variant"):
+        return row["variant"] if row["variant"] in LOG_EXPERIMENTS else None
+    stem = Path(str(row.get("notebook", ""))).stem
+    return next((name for name, nb in LOG_NOTEBOOKS.items() if nb == stem), None)
 
 
 def epochs_of(row) -> list[float]:
@@ -107,20 +110,20 @@ def log_table(summary: dict) -> str:
 
 
 def wta_difference_table(records) -> str:
-    """Per experiment: mean ± sd over seeds of (wta="cluster" - the log's rule) accuracy, paired by seed."""
+    """Per experiment: mean ± sd over seeds of (wta="own_units" - the log's rule) accuracy, paired by seed."""
     acc = {(r["variant"], r["seed"]): 100 * r["test_accuracy"] for r in records}
     rows = []
     for name in LOG_EXPERIMENTS:
         d = [a - acc[(name, seed)] for (v, seed), a in sorted(acc.items(), key=lambda kv: kv[0][1])
-             if v == name + WTA_CLUSTER and (name, seed) in acc]
+             if v == OWN_UNITS[name] and (name, seed) in acc]
         if len(d) > 1:
             rows.append([name, f"{statistics.mean(d):+.2f} ± {statistics.stdev(d):.2f} ({len(d)})",
                          ", ".join(f"{x:+.2f}" for x in d)])
-    return tables.markdown(["experiment", 'wta="cluster" minus the log\'s rule: mean ± sd (n seeds)', "per seed"], rows)
+    return tables.markdown(["experiment", 'wta="own_units" minus the log\'s rule: mean ± sd (n seeds)', "per seed"], rows)
 
 
 def summary_markdown(records) -> str:
-    """The study's summary: the log beside this repo (the log's rule), then the wta="cluster" effect."""
+    """The study's summary: the log beside this repo (the log's rule), then the wta="own_units" effect."""
     return (log_table(summarize(records)) + "\n\n**The log's quirk, measured** (paired by seed):\n\n"
             + wta_difference_table(records) + "\n")
 
@@ -135,7 +138,7 @@ def plot_log_summary(summary: dict):
     fig = Figure(figsize=(11, 4.2))
     ax, at = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     w = 0.38
-    labels = [e["name"].replace("_", "\n", 1) for e in exps]
+    labels = [e["name"].replace(" C_s", "\nC_s", 1) for e in exps]
     ax.bar(x - w / 2, [e["log_accuracy"] for e in exps], w, color="0.65", label="log (2020, one run)")
     means = [e["mean"] if e["n"] else 0 for e in exps]
     sds = [e["sd"] if e["n"] > 1 else 0 for e in exps]
@@ -175,8 +178,6 @@ def plot_log_summary(summary: dict):
 
 STUDY = Study(
     "reproduction", "the log's four experiments, the log's rule and the corrected winner-take-all",
-    {**{name: Variant(name, "faithful", config, note=f"log: {100 * acc:.2f}%")
-        for name, (config, acc, _) in LOG_EXPERIMENTS.items()},
-     **{name + WTA_CLUSTER: Variant(name + WTA_CLUSTER, "faithful", config.replace(wta="cluster"))
-        for name, (config, _, _) in LOG_EXPERIMENTS.items()}},
+    variants(*[model(config, f"log: {100 * acc:.2f}%") for config, acc, _ in LOG_EXPERIMENTS.values()],
+             *[model(config.replace(wta="own_units")) for config, _, _ in LOG_EXPERIMENTS.values()]),
     summary=summary_markdown)

@@ -11,54 +11,51 @@ import numpy as np
 
 from ..core.config import Config
 from .. import plots
-from . import Study, Variant, tables
+from ..core.experiments import LOG_EXPERIMENTS
+from . import Study, Variant, model, tables, variants
 
 LOG_ACCURACY = 0.7334  # the log's best: block, C_s=20, N2=200, 10 epochs
 MODEL_MEASURES = ("votes", "shifted", "probes", "translation")
-LADDER_SOURCE = "shared s4 C20 N2000 norm xi=0.05"
+LADDER_SOURCE = "shared stride=4 C_s=20 N2=2000 norm xi=0.05 5 epochs"
 LADDER = ((2, 2, "max", "value", "ridge"), (1, 2, "max", "value", "ridge"),
           (1, 3, "sum", "onehot", "ridge"), (1, 3, "sum", "onehot", "logistic"))
 
 
-def _faithful(name, layout, C_s, N2, note="", **kw):
-    return Variant(name, "faithful", Config(layout=layout, C_s=C_s, N2=N2, **kw), measures=MODEL_MEASURES, note=note)
+def _faithful(layout, C_s, N2, note="", **kw):
+    return model(Config(layout=layout, C_s=C_s, N2=N2, **kw), note, MODEL_MEASURES)
 
 
-def _shared(name, layout, C_s, N2, note="", measures=MODEL_MEASURES, ladder=(), **kw):
-    return Variant(name, "shared", Config(layer1="shared", layout=layout, C_s=C_s, N2=N2, **kw),
-                   measures=measures, ladder=ladder, note=note)
+def _shared(layout, C_s, N2, note="", measures=MODEL_MEASURES, ladder=(), **kw):
+    return model(Config(layer1="shared", layout=layout, C_s=C_s, N2=N2, **kw), note, measures, ladder=ladder)
 
 
 def _baseline(name, seeds=None, **spec):
     return Variant(name, "baseline", baseline=spec, seeds=seeds, note="deterministic: one run" if seeds else "")
 
 
+LOG_FOUR = list(LOG_EXPERIMENTS)
 VARIANTS = [
     # the log's four configurations: where is the accuracy lost?
-    _faithful("log overlap C10 N100", "overlap", 10, 100, "log: 69.07%"),
-    _faithful("log block C10 N100", "block", 10, 100, "log: 68.18%"),
-    _faithful("log block C20 N200", "block", 20, 200, "log: 73.34%"),
-    _faithful("log block C100 N100", "block", 100, 100, "log: 68.2%"),
+    *[_faithful(c.layout, c.C_s, c.N2, f"log: {100 * acc:.2f}%") for c, acc, _ in LOG_EXPERIMENTS.values()],
     # read-out sweeps on the log's best layout (N2, epochs, xi, wta)
-    _faithful("block C20 N200 xi=0.05", "block", 20, 200, xi=0.05),
-    _faithful("block C20 N1000", "block", 20, 1000),
-    _faithful("block C20 N2000", "block", 20, 2000),
-    _faithful("block C20 N200 20 epochs", "block", 20, 200, Nep=20),
-    _faithful("block C20 N200 wta=cluster", "block", 20, 200, wta="cluster"),
+    _faithful("block", 20, 200, xi=0.05),
+    _faithful("block", 20, 1000),
+    _faithful("block", 20, 2000),
+    _faithful("block", 20, 200, Nep=20),
+    _faithful("block", 20, 200, wta="own_units"),
     # finds symmetry? shift-trained unshared layouts
-    _faithful("block C20 N200 shift2", "block", 20, 200, shift=2),
-    _faithful("overlap C10 N100 shift2", "overlap", 10, 100, shift=2),
+    _faithful("block", 20, 200, shift=2),
+    _faithful("overlap", 10, 100, shift=2),
     # uses symmetry: one shared bank
-    _shared("shared block C20 N200", "block", 20, 200),
-    _shared("shared overlap C10 N100", "overlap", 10, 100),
-    _shared("shared s4 C20 N200", "stride", 20, 200, stride=4),
-    _shared("shared s2 pool2 C20 N200", "stride", 20, 200, stride=2, pool=2, Nep=3, note="3 epochs"),
+    _shared("block", 20, 200),
+    _shared("overlap", 10, 100),
+    _shared("stride", 20, 200, stride=4),
+    _shared("stride", 20, 200, stride=2, pool=2, Nep=3),
     # the read-out fixes found in exploration (normalised codes, larger xi, large N2), 5 epochs
-    _shared("shared s4 C20 N1000 norm xi=0.05", "stride", 20, 1000, stride=4, norm=True, xi=0.05, Nep=5,
-            note="5 epochs"),
-    _shared(LADDER_SOURCE, "stride", 20, 2000, stride=4, norm=True, xi=0.05, Nep=5, note="5 epochs",
-            measures=MODEL_MEASURES + ("ladder",), ladder=LADDER),
-    _shared("shared block C20 N2000 norm xi=0.05", "block", 20, 2000, norm=True, xi=0.05, Nep=5, note="5 epochs"),
+    _shared("stride", 20, 1000, stride=4, norm=True, xi=0.05, Nep=5),
+    _shared("stride", 20, 2000, stride=4, norm=True, xi=0.05, Nep=5, measures=MODEL_MEASURES + ("ladder",),
+            ladder=LADDER),
+    _shared("block", 20, 2000, norm=True, xi=0.05, Nep=5),
     # baselines on the pixels
     _baseline("ridge on pixels", seeds=(0,), method="ridge"),
     _baseline("logistic regression on pixels", seeds=(0,), method="logistic"),
@@ -70,16 +67,15 @@ VARIANTS = [
 SUMMARY = {"test_accuracy": "end-to-end", "vote5": "top-5 vote", "probe_value": "probe (l1 values)",
            "probe_onehot": "probe (one-hot winners)", "probe_dense": "probe (all units, pre-WTA)",
            "test_shift2": "end-to-end, test shifted <=2px", "seconds": "seconds / run"}
-READOUT = ["log overlap C10 N100", "log block C10 N100", "log block C20 N200", "log block C100 N100",
-           "block C20 N1000", "block C20 N2000", "block C20 N200 20 epochs", "block C20 N200 xi=0.05",
-           "block C20 N200 wta=cluster", "ridge on pixels", "logistic regression on pixels",
-           "k-means N2=200 on pixels", "k-means N2=2000 on pixels"]
-SHARING = ["log block C20 N200", "shared block C20 N200", "shared s4 C20 N200", "shared overlap C10 N100",
-           "shared s2 pool2 C20 N200", "shared block C20 N2000 norm xi=0.05", "shared s4 C20 N1000 norm xi=0.05",
+READOUT = [*LOG_FOUR, "log block C_s=20 N2=1000", "log block C_s=20 N2=2000", "log block C_s=20 N2=200 20 epochs",
+           "log block C_s=20 N2=200 xi=0.05", "log block C_s=20 wta=own_units N2=200", "ridge on pixels",
+           "logistic regression on pixels", "k-means N2=200 on pixels", "k-means N2=2000 on pixels"]
+SHARING = ["log block C_s=20 N2=200", "shared block C_s=20 N2=200", "shared stride=4 C_s=20 N2=200",
+           "shared overlap C_s=10 N2=100", "shared stride=2 C_s=20 pool 2x2 max N2=200 3 epochs",
+           "shared block C_s=20 N2=2000 norm xi=0.05 5 epochs", "shared stride=4 C_s=20 N2=1000 norm xi=0.05 5 epochs",
            LADDER_SOURCE]
-TRANSLATION = ["log overlap C10 N100", "log block C10 N100", "log block C20 N200", "log block C100 N100",
-               "block C20 N200 shift2", "overlap C10 N100 shift2", "shared block C20 N200", "shared s4 C20 N200",
-               LADDER_SOURCE]
+TRANSLATION = [*LOG_FOUR, "log block C_s=20 N2=200 shift=2", "log overlap C_s=10 N2=100 shift=2",
+               "shared block C_s=20 N2=200", "shared stride=4 C_s=20 N2=200", LADDER_SOURCE]
 
 
 def _ordered(records, names=None):
@@ -176,7 +172,7 @@ def plot_readout(records, title="Where is the accuracy lost? (faithful layouts)"
     Right: test accuracy after each epoch (mean ± sd over seeds) for the read-out sweeps."""
     from matplotlib.figure import Figure
     groups = {k[0]: v for k, v in tables.by(records, "variant").items()}
-    logs = [n for n in STUDY.variants if n.startswith("log ") and n in groups]
+    logs = [n for n in LOG_FOUR if n in groups]
     fig = Figure(figsize=(12, 4.2))
     ax = fig.add_subplot(1, 2, 1)
     cols = [("test_accuracy", "end-to-end (layer-2 WTA)"), ("vote5", "top-5 vote"),
@@ -192,14 +188,14 @@ def plot_readout(records, title="Where is the accuracy lost? (faithful layouts)"
             ax.axhline(100 * tables.stats(r["test_accuracy"] for r in groups[name])[0], color=color, ls=style,
                        lw=1, label=name)
     ax.axhline(100 * LOG_ACCURACY, color="r", ls="--", lw=1, label="log's 73.34%")
-    ax.set_xticks(np.arange(len(logs)), [n.replace("log ", "") for n in logs], fontsize=8)
+    ax.set_xticks(np.arange(len(logs)), [n.replace("log ", "").replace(" C_s", "\nC_s") for n in logs], fontsize=8)
     ax.set_ylim(50, 100)
     ax.set_ylabel("MNIST test accuracy (%)")
     ax.legend(fontsize=7, loc="lower left", ncol=2)
     ax.set_title(title, fontsize=10)
     ax2 = fig.add_subplot(1, 2, 2)
     for name in STUDY.variants:
-        if name in groups and (name.startswith("block C20") or name == "log block C20 N200" or name.startswith("shared s4")):
+        if name in groups and (name.startswith("log block C_s=20 ") or name.startswith("shared stride=4")):
             curves = [r["epoch_accuracies"] for r in groups[name]]
             n_ep = min(len(c) for c in curves)
             a = 100 * np.array([c[:n_ep] for c in curves])
@@ -268,4 +264,4 @@ def plot_banks(records, variant=LADDER_SOURCE, seeds=(0, 1, 2)):
 
 
 STUDY = Study("symmetry", "the log's next step: read-out, weight sharing, shift training, baselines",
-              {v.name: v for v in VARIANTS}, summary=summary_markdown)
+              variants(*VARIANTS), summary=summary_markdown)

@@ -29,6 +29,37 @@ def by(records, *keys) -> dict:
     return out
 
 
+def number(x) -> float | None:
+    """x as a float; None for what is not a number (None, "", text, NaN)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def groups(records, keys, value="test_accuracy") -> dict:
+    """{key: (mean, sd, n)} of `value` per group of `keys` (records without a number skipped)."""
+    out = {}
+    for key, rs in by(records, *keys).items():
+        v = [x for x in (number(r.get(value)) for r in rs) if x is not None]
+        if v:
+            m, s = stats(v)
+            out[key] = (m, s, len(v))
+    return out
+
+
+def best(grouped: dict, min_seeds: int):
+    """(key, (mean, sd, n)) of the best mean among the `groups` with >= min_seeds values (ties: the
+    first key in sorted order), and the same for a group with fewer values whose mean is higher, or None."""
+    ranked = sorted(grouped.items(), key=lambda kv: (-kv[1][0], str(kv[0])))
+    top = next(((k, g) for k, g in ranked if g[2] >= min_seeds), None)
+    above = None
+    if ranked and ranked[0][1][2] < min_seeds and (top is None or ranked[0][1][0] > top[1][0]):
+        above = ranked[0]
+    return top, above
+
+
 def markdown(head, rows) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

@@ -1,7 +1,7 @@
 """
 Parameter sweeps on Dask distributed: notebooks x seeds x grid (papermill), or any function, resumable.
 
-    python -m dreamflow_utils.sweeps.batch notebooks/02_block_Cs10_N2100.ipynb --seeds 0-4 \
+    python -m dreamflow_utils.sweeps.batch notebooks/02_log_block_C_s=10_N2=100.ipynb --seeds 0-4 \
         --param T_s=1000 --grid C_s=10,20 --jobs 2 --runs-dir runs
     python -m dreamflow_utils.sweeps.batch ... --scheduler tcp://host:8786     # an existing Dask cluster
 
@@ -40,7 +40,7 @@ from .runs import NotebookRun, _execute, _import_papermill, _now, _quick_mode
 from .store import (RunLock, _check_shrink, _check_writable, _default_csv, _is_done, _store, collect, load_record,
                     same_identity)
 
-__all__ = ["plan", "check", "run_batch", "add_cluster_options", "main"]
+__all__ = ["notebook_runs", "check", "run_batch", "add_cluster_options", "main"]
 
 RESERVED = {"seed", "record_path"}  # set by the batch, not by --param/--grid
 
@@ -71,7 +71,7 @@ def check(runs):
     return known
 
 
-def plan(notebooks, seeds, params=None, grid=None, quick=None):
+def notebook_runs(notebooks, seeds, params=None, grid=None, quick=None):
     """NotebookRuns for notebooks x grid (cartesian product of value lists) x seeds, with fixed params.
 
     quick: quick mode of every run (default: $DREAMFLOW_QUICK)."""
@@ -358,7 +358,7 @@ def main(argv=None):
     grid = {k: parse_values(v, f"--grid {k}") for k, v in parse_pairs(args.grid, "--grid").items()}
     try:
         quick = _quick_mode()
-        runs = plan(args.notebooks, seeds, params, grid, quick=quick)
+        runs = notebook_runs(args.notebooks, seeds, params, grid, quick=quick)
     except (ValueError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
     for run in runs:
