@@ -44,8 +44,9 @@ def main(argv=None) -> int:
     folder = Path(a.results_dir) if a.results_dir else (
         repo_root() / "runs" / "studies" / study.name if quick else study.folder)
     if a.list:
-        for v in study.variants.values():
-            print(f"{v.name:45s} {v.family:9s} {v.config.to_dict() if v.config else v.baseline}")
+        for v in study.variants.values():  # a model's name holds its settings (`model_name`)
+            what = v.baseline if v.config is None else v.note
+            print(f"{v.family:9s} {v.name}" + (f"  ({what})" if what else ""))
         return 0
     if not a.summarize:
         variants = None if a.variants is None else [v.strip() for v in a.variants.split(",")]
