@@ -3,7 +3,7 @@
 #
 #   scripts/reproduce.sh            # or: SEEDS=0-9 JOBS=1 scripts/reproduce.sh
 #
-# 1. creates .venv and installs the package (pip install -e .; TensorFlow is the extra ".[tensorflow]")
+# 1. creates .venv and installs the package (scripts/install.sh: uv, else pip; TensorFlow is the extra ".[tensorflow]")
 #    if needed;
 # 2. reads DREAMFLOW_QUICK exactly as Python does (dreamflow_utils.core.quick.quick_mode:
 #    1/true/yes/on = quick, unset/0/false/no/off = full; anything else: exit 2, nothing done);
@@ -35,14 +35,14 @@ quietly() {  # run a command; show its output only when it fails
 }
 
 if [ ! -x "$PY" ]; then
-    echo "== creating .venv and installing dreamflow_utils (pip's log is shown only if it fails)"
+    echo "== creating .venv and installing dreamflow_utils (the installer's log is shown only if it fails)"
     python3 -m venv .venv
     PY=.venv/bin/python
-    quietly "$PY" -m pip install -e .
+    quietly scripts/install.sh "$PY"
 elif ! "$PY" -c "import importlib.util as u, sys
 sys.exit(any(u.find_spec(m) is None for m in ('dreamflow_utils', 'papermill', 'distributed')))"; then
     echo "== installing dreamflow_utils into .venv"
-    quietly "$PY" -m pip install -e .
+    quietly scripts/install.sh "$PY"
 fi
 
 # quick or full, decided by Python's own parser: no second opinion in bash
