@@ -36,7 +36,7 @@ LAYERS = (
     ("bench", ("bench.py",),
      "The engines' speed, measured in one process or as a batch."),
     ("notebook", ("notebook/",),
-     "What the notebooks call (setup, the checks against the bands, the explorer, the engine story): the top, "
+     "What the notebooks call (setup, the checks against the bands, the explorer, the engines' speed): the top, "
      "which no other layer imports."),
 )
 ENGINES = f"{ROOT}.engines"

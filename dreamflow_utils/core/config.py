@@ -135,7 +135,7 @@ class Config:
             if isinstance(value, np.generic):
                 object.__setattr__(self, f.name, value.item())
         if self.wta is None:
-            object.__setattr__(self, "wta", "full_row" if self.layer1 == "clusters" else "own_units")
+            object.__setattr__(self, "wta", own_wta(self.layer1))
         check_choice("layer1", self.layer1, LAYER1)
         if self.layer1 == "krotov":
             if self.layout is not None:
@@ -302,6 +302,11 @@ def check_memory(config: Config, available: int | None = None):
                          f"N1={config.N1}) but this machine has {available / 2**30:.2f} GiB")
 
 
+def own_wta(layer1: str) -> str:
+    """The winner-take-all a layer 1 has unless told: the log's ("full_row") for its clusters."""
+    return "full_row" if layer1 == "clusters" else "own_units"
+
+
 def non_default(config: dict) -> dict:
     """The entries of a config dict that differ from Config's defaults (unknown keys kept): a
     config recorded before a field existed and one with that field at its default (the same
@@ -322,8 +327,7 @@ def model_name(config: Config) -> str:
     "shared stride=1 C_s=128 pool 7x7 sum N2=2000 norm xi=0.05 8 epochs". Two configs that
     train different models have different names."""
     c, d = config, config.to_dict()
-    own_wta = "full_row" if c.layer1 == "clusters" else "own_units"
-    defaults = dataclasses.asdict(Config()) | {"wta": own_wta, "layout": None if c.layer1 == "krotov" else "overlap"}
+    defaults = dataclasses.asdict(Config()) | {"wta": own_wta(c.layer1)}
     parts = [LAYER_WORDS[c.layer1]]
     if c.layout is not None:
         parts.append(f"stride={c.stride}" if c.layout == "stride" else c.layout)

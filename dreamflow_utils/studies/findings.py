@@ -64,7 +64,7 @@ def _missing(what, path) -> str:
 
 # ----------------------------------------------------------------------------- the log
 def reproduction_lines(results=RESULTS) -> list[str]:
-    from .reproduction import OWN_UNITS, summarize
+    from .reproduction import summarize, wta_differences
 
     records = _records("reproduction", results)
     exps = [e for e in summarize(records)["experiments"] if e["n"]]
@@ -86,13 +86,7 @@ def reproduction_lines(results=RESULTS) -> list[str]:
                        f"sd) {side} our mean (our {'best' if diff > 0 else 'worst'} of {e['n']} seeds: {edge:.2f}%)")
     line = f"- The log's number is within one sd of our mean for {len(inside)} of {len(exps)} experiments"
     lines.append(line + ("; " + "; ".join(outside) if outside else "") + ".")
-    acc = {(r["variant"], r["seed"]): 100 * r["test_accuracy"] for r in records}
-    diffs = {}
-    for name, corrected in OWN_UNITS.items():
-        d = [a - acc[(name, seed)] for (variant, seed), a in acc.items() if variant == corrected and (name, seed) in acc]
-        if d:
-            diffs[name] = d
-    diffs = {k: tables.stats(v) + (len(v),) for k, v in diffs.items() if len(v) > 1}
+    diffs = {k: tables.stats(v) + (len(v),) for k, v in wta_differences(records).items() if len(v) > 1}
     if diffs:
         means = [m for m, _, _ in diffs.values()]
         small = sum(abs(m) < s for m, s, _ in diffs.values())

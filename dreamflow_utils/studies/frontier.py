@@ -43,12 +43,7 @@ KNOWN = {  # published numbers the goals compare with (MNIST test accuracy)
     "Krotov & Hopfield 2019 (2000 units, trained top layer: probe)": 0.985,
 }
 GOALS = {("mnist", "local"): 0.975, ("fashion", "local"): 0.88, ("mnist", "probe"): 0.985}
-PROBE_MEASURES = ("probes", "logistic")
 KROTOV = dict(layer1="krotov", layout=None, shuffle=True, dtype="float32", norm=True, xi=0.05, N2=2000)
-
-
-def _model(config, note="", measures=PROBE_MEASURES, **kw):
-    return model(config, note, measures, **kw)
 
 
 def _baseline(name, seeds=None, **spec):
@@ -76,20 +71,20 @@ def final_variants(mnist_choice: Config, fashion_choice: Config) -> list[Variant
     notes = {"mnist": "every setting chosen on MNIST's validation split",
              "fashion": "the side channel's weight (pixels) chosen on Fashion-MNIST's validation split; the other "
                         "settings transferred from MNIST's search"}
-    picks = [_model(c, "every setting chosen on both data sets' validation splits" if same else notes[d],
-                    MEASURED + (("logistic",) if d == "mnist" else ()), datasets=None if same else (d,))
+    picks = [model(c, "every setting chosen on both data sets' validation splits" if same else notes[d],
+                   MEASURED + (("logistic",) if d == "mnist" else ()), datasets=None if same else (d,))
              for d, c in chosen.items() if not (same and d == "fashion")]
     return [
-        *[_model(config, f"the log's settings; the log: {100 * acc:.2f}% on MNIST", MEASURED)
+        *[model(config, f"the log's settings; the log: {100 * acc:.2f}% on MNIST", MEASURED)
           for config, acc, _ in LOG_EXPERIMENTS.values()],
-        _model(SEARCH_BEST, "the previous frontier's pick: stride, pool, C_s, epochs, norm and "
-               "xi from the symmetry study's test results, N2 from the validation split", MEASURED),
+        model(SEARCH_BEST, "the previous frontier's pick: stride, pool, C_s, epochs, norm and "
+              "xi from the symmetry study's test results, N2 from the validation split", MEASURED),
         *picks,
         # Krotov & Hopfield's paper setting (p=3, k=7, delta=0.4, n=4.5; 20 rule epochs, theirs 100), read out by
         # DreamFlow's layer 2 on its dense code; the sparse code's read-out (kh_top) is compared on the validation
         # split (the search)
-        _model(KROTOV_PAPER, "Krotov & Hopfield's paper setting, its dense code; the read-out: the frontier's earlier "
-               "local read-out (N2=2000, norm, xi=0.05, 5 epochs)", MEASURED),
+        model(KROTOV_PAPER, "Krotov & Hopfield's paper setting, its dense code; the read-out: the frontier's earlier "
+              "local read-out (N2=2000, norm, xi=0.05, 5 epochs)", MEASURED),
         *PIXEL_BASELINES,
     ]
 

@@ -109,13 +109,23 @@ def log_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def wta_difference_table(records) -> str:
-    """Per experiment: mean ± sd over seeds of (wta="own_units" - the log's rule) accuracy, paired by seed."""
+def wta_differences(records) -> dict[str, list[float]]:
+    """Per experiment with records of both rules: the accuracy of wta="own_units" minus the log's
+    rule's, in points, paired by seed (in seed order)."""
     acc = {(r["variant"], r["seed"]): 100 * r["test_accuracy"] for r in records}
-    rows = []
+    out = {}
     for name in LOG_EXPERIMENTS:
         d = [a - acc[(name, seed)] for (v, seed), a in sorted(acc.items(), key=lambda kv: kv[0][1])
              if v == OWN_UNITS[name] and (name, seed) in acc]
+        if d:
+            out[name] = d
+    return out
+
+
+def wta_difference_table(records) -> str:
+    """Per experiment: mean ± sd over seeds of (wta="own_units" - the log's rule) accuracy, paired by seed."""
+    rows = []
+    for name, d in wta_differences(records).items():
         if len(d) > 1:
             rows.append([name, f"{statistics.mean(d):+.2f} ± {statistics.stdev(d):.2f} ({len(d)})",
                          ", ".join(f"{x:+.2f}" for x in d)])
